@@ -1,0 +1,1 @@
+"""Prefect wiring over `pipeline`: flows read like the steps of a render, nothing more."""

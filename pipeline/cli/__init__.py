@@ -1,0 +1,46 @@
+"""Entry point of the ``klingflow`` console script.
+
+Every error klingflow raises on purpose carries its exit code (see :mod:`pipeline.errors`);
+``main`` prints its message, never a traceback, and exits with that code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from pipeline.cli import script_cmds
+from pipeline.cli.app import app
+from pipeline.errors import EXIT_INTERRUPTED, EXIT_USAGE, KlingflowError
+
+for _module in (script_cmds,):
+    _module.register(app)
+
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    try:
+        result = app(args=argv, prog_name="klingflow", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show(file=sys.stderr)
+        return EXIT_USAGE
+    except click.Abort:
+        _stderr.print("interrupted")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        _stderr.print("interrupted")
+        return EXIT_INTERRUPTED
+    except KlingflowError as exc:
+        _stderr.print(f"error: {exc}", markup=False)
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:  # pragma: no cover - console-script shim
+    sys.exit(main())

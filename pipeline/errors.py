@@ -1,0 +1,255 @@
+"""The one error tree of klingflow, and the CLI exit code each branch maps to.
+
+Foreign errors (httpx, botocore, subprocess, yaml) are translated at the boundary where they
+happen, with ``raise ... from exc``, so callers only ever see these::
+
+    KlingflowError                      70  internal / unexpected
+    ├── InputError                      65  bad input the user can fix
+    │   ├── ScriptError                 65  an invalid render script (all problems at once)
+    │   ├── InputNotFound               66  a script or input file that does not exist
+    │   └── ConfigError                 78  bad settings (environment, token file, flags)
+    ├── BudgetError                      3  even the cheapest honest plan exceeds budget.limit_usd
+    ├── PromptTooLong                   65  a compiled prompt over the provider's limit
+    ├── ProviderError                   69  anything the generation provider answered or failed to
+    │   ├── BadRequest                  65  4xx with the provider's error_code and detail
+    │   ├── AuthError                   77  401 / 403, or no token where one is needed
+    │   ├── NoBalance                    4  402, or error_code 400002
+    │   ├── RateLimited                 75  429 (carries retry_after seconds)
+    │   ├── UpstreamError               69  5xx
+    │   ├── TransportError              75  connect / read errors, timeouts
+    │   │   └── SubmitOutcomeUnknown    75  a paid submit whose answer was lost: maybe billed
+    │   ├── DownloadError               74  refused host, over the size cap, truncated, bad file
+    │   ├── GenerationFailed             1  the provider reports the generation failed
+    │   └── GenerationCancelled          1  the request was cancelled
+    ├── MediaError                      74  ffmpeg / ffprobe failed (carries its stderr tail)
+    ├── ArchiveError                    74  the archive could not store or verify an object
+    │   ├── ArchiveAuthError            77  wrong credentials / access denied
+    │   ├── ArchiveUnavailable          69  missing bucket, server unreachable
+    │   ├── ArchiveConflict             73  a different object already sits under that key
+    │   └── DiskFull                    73  no space left where a file must be written
+    └── RunIncomplete                    1  a run ended with some masters not delivered
+
+Exit codes follow sysexits (as the RunComfy CLI does); 1, 3 and 4 are ours; 64 is a usage
+error and 130 an interruption (Ctrl-C). The README lists them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BUDGET = 3
+EXIT_NO_BALANCE = 4
+EXIT_USAGE = 64
+EXIT_DATAERR = 65
+EXIT_NOINPUT = 66
+EXIT_UNAVAILABLE = 69
+EXIT_SOFTWARE = 70
+EXIT_CANTCREAT = 73
+EXIT_IOERR = 74
+EXIT_TEMPFAIL = 75
+EXIT_NOPERM = 77
+EXIT_CONFIG = 78
+EXIT_INTERRUPTED = 130
+
+
+class KlingflowError(Exception):
+    """Root of every error klingflow raises on purpose."""
+
+    exit_code: int = EXIT_SOFTWARE
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+class InputError(KlingflowError):
+    """Input the user can fix: a script, a file, a setting."""
+
+    exit_code = EXIT_DATAERR
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One problem in a render script, located by file, line and field path."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ScriptError(InputError):
+    """An invalid render script; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.line, p.path, p.message))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class InputNotFound(InputError):
+    """A script or input file that does not exist."""
+
+    exit_code = EXIT_NOINPUT
+
+
+class ConfigError(InputError):
+    """Bad settings: environment variables, token file, command-line flags."""
+
+    exit_code = EXIT_CONFIG
+
+
+class PromptTooLong(InputError):
+    """A compiled prompt longer than the provider accepts."""
+
+
+class BudgetError(KlingflowError):
+    """Even the cheapest honest plan does not fit in ``budget.limit_usd``; nothing was spent."""
+
+    exit_code = EXIT_BUDGET
+
+
+# --- provider -------------------------------------------------------------------------------
+
+
+class ProviderError(KlingflowError):
+    """Anything the generation provider answered, or failed to answer.
+
+    Carries what is known: HTTP status, the provider's six-digit ``error_code``, its message and
+    ``detail``, and the request id. Never the token.
+    """
+
+    exit_code = EXIT_UNAVAILABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_code: int | None = None,
+        detail: object = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.error_code = error_code
+        self.detail = detail
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class BadRequest(ProviderError):
+    """The provider refused the request (4xx): fix the input, do not retry."""
+
+    exit_code = EXIT_DATAERR
+
+
+class AuthError(ProviderError):
+    """401 / 403, or no token configured where one is needed."""
+
+    exit_code = EXIT_NOPERM
+
+
+class NoBalance(ProviderError):
+    """The provider account has no balance left (402 or error_code 400002)."""
+
+    exit_code = EXIT_NO_BALANCE
+
+
+class RateLimited(ProviderError):
+    """429: slow down; ``retry_after`` is the provider's hint in seconds, when it gave one."""
+
+    exit_code = EXIT_TEMPFAIL
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class UpstreamError(ProviderError):
+    """The provider failed on its side (5xx)."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class TransportError(ProviderError):
+    """The provider could not be reached or did not answer in time."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+class SubmitOutcomeUnknown(TransportError):
+    """A paid submit was sent but its answer was lost: it may have been created and billed.
+
+    Never resubmitted without an explicit opt-in (``--resubmit-unknown``).
+    """
+
+
+class DownloadError(ProviderError):
+    """A result could not be downloaded safely: refused host, too large, truncated, invalid."""
+
+    exit_code = EXIT_IOERR
+
+
+class GenerationFailed(ProviderError):
+    """The provider reports that the generation failed."""
+
+    exit_code = EXIT_FAILURE
+
+
+class GenerationCancelled(ProviderError):
+    """The request was cancelled before it completed."""
+
+    exit_code = EXIT_FAILURE
+
+
+# --- media, archive, run --------------------------------------------------------------------
+
+
+class MediaError(KlingflowError):
+    """ffmpeg or ffprobe failed, or a media file is not what it must be."""
+
+    exit_code = EXIT_IOERR
+
+    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
+        self.stderr_tail = stderr_tail
+        super().__init__(f"{message}\n{stderr_tail}".rstrip() if stderr_tail else message)
+
+
+class ArchiveError(KlingflowError):
+    """The archive could not store or verify an object."""
+
+    exit_code = EXIT_IOERR
+
+
+class ArchiveAuthError(ArchiveError):
+    """The archive refused our credentials."""
+
+    exit_code = EXIT_NOPERM
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive's bucket does not exist or its server cannot be reached."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class ArchiveConflict(ArchiveError):
+    """A different object already sits under the key we were about to write."""
+
+    exit_code = EXIT_CANTCREAT
+
+
+class DiskFull(ArchiveError):
+    """No space left on the device where a file must be written."""
+
+    exit_code = EXIT_CANTCREAT
+
+
+class RunIncomplete(KlingflowError):
+    """A run ended with some masters not delivered (the others were)."""
+
+    exit_code = EXIT_FAILURE
