@@ -1,0 +1,1 @@
+"""Media: probing, stitching, frames, quality checks, subtitles and reports, all through ffmpeg."""
