@@ -11,11 +11,11 @@ import sys
 import click
 from rich.console import Console
 
-from pipeline.cli import script_cmds
+from pipeline.cli import archive_cmds, provider_cmds, script_cmds
 from pipeline.cli.app import app
 from pipeline.errors import EXIT_INTERRUPTED, EXIT_USAGE, KlingflowError
 
-for _module in (script_cmds,):
+for _module in (script_cmds, provider_cmds, archive_cmds):
     _module.register(app)
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
