@@ -16,3 +16,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Plan, render, stitch and archive Kling 3.0 videos from a YAML render script."""
