@@ -19,8 +19,10 @@ happen, with ``raise ... from exc``, so callers only ever see these::
     │   ├── TransportError              75  connect / read errors, timeouts
     │   │   └── SubmitOutcomeUnknown    75  a paid submit whose answer was lost: maybe billed
     │   ├── DownloadError               74  refused host, over the size cap, truncated, bad file
+    │   │   └── DownloadIncomplete      74  bytes arrived short or unreadable: a fresh download may work
     │   ├── GenerationFailed             1  the provider reports the generation failed
-    │   └── GenerationCancelled          1  the request was cancelled
+    │   ├── GenerationCancelled          1  the request was cancelled
+    │   └── GenerationTimeout           75  still unfinished when our wait cap ran out (still billing)
     ├── MediaError                      74  ffmpeg / ffprobe failed (carries its stderr tail)
     ├── ArchiveError                    74  the archive could not store or verify an object
     │   ├── ArchiveAuthError            77  wrong credentials / access denied
@@ -104,7 +106,12 @@ class ConfigError(InputError):
 
 
 class PromptTooLong(InputError):
-    """A compiled prompt longer than the provider accepts."""
+    """A compiled prompt longer than the provider accepts; names the shot that weighs most."""
+
+    def __init__(self, message: str, *, narrative_index: int = 0, shot_index: int = 0) -> None:
+        self.narrative_index = narrative_index
+        self.shot_index = shot_index
+        super().__init__(message)
 
 
 class BudgetError(KlingflowError):
@@ -194,6 +201,14 @@ class DownloadError(ProviderError):
     exit_code = EXIT_IOERR
 
 
+class DownloadIncomplete(DownloadError):
+    """The file arrived truncated, corrupt or failed verification; downloading again may succeed.
+
+    Downloads cost nothing, so the client retries these (capped); other download errors (a
+    refused host, a file over the size cap) are final.
+    """
+
+
 class GenerationFailed(ProviderError):
     """The provider reports that the generation failed."""
 
@@ -204,6 +219,16 @@ class GenerationCancelled(ProviderError):
     """The request was cancelled before it completed."""
 
     exit_code = EXIT_FAILURE
+
+
+class GenerationTimeout(ProviderError):
+    """The request was still unfinished when our wait cap ran out.
+
+    The provider may still complete (and bill) it: the request id is kept so it can be looked
+    up again later instead of being resubmitted.
+    """
+
+    exit_code = EXIT_TEMPFAIL
 
 
 # --- media, archive, run --------------------------------------------------------------------

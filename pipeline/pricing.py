@@ -45,20 +45,3 @@ def request_cost(tier: Tier, duration: int, audio: bool) -> Decimal:
 def to_cents(amount: Decimal) -> Decimal:
     """Round an amount half-up to the cent, for display."""
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def allocate_cents(amounts: list[Decimal]) -> list[Decimal]:
-    """Round each amount to the cent so that the rounded parts add up to the rounded total.
-
-    Largest-remainder rounding: every part is its amount rounded down or up (never off by a
-    cent or more), and ``sum(parts) == to_cents(sum(amounts))``, so a table of costs adds up.
-    """
-    total_cents = int(to_cents(sum(amounts, Decimal(0))) / CENT)
-    floors = [int((a / CENT).to_integral_value(rounding="ROUND_FLOOR")) for a in amounts]
-    remainders = [a / CENT - f for a, f in zip(amounts, floors, strict=True)]
-    missing = total_cents - sum(floors)
-    order = sorted(range(len(amounts)), key=lambda i: (-remainders[i], i))
-    parts = list(floors)
-    for i in order[: max(missing, 0)]:
-        parts[i] += 1
-    return [Decimal(p) * CENT for p in parts]

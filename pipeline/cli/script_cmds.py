@@ -2,13 +2,62 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Annotated
+
 import typer
+from rich.console import Console
+
+from pipeline.errors import ScriptError
+from pipeline.planning.plan import build_plan, plan_to_dict
+from pipeline.script.loader import load_script
 
 
 def register(app: typer.Typer) -> None:
-    """Add the script commands to ``app``."""
+    """Add ``validate`` and ``plan`` to ``app``."""
 
     @app.command()
-    def validate(script: str) -> None:
-        """Check a render script (placeholder)."""
-        raise NotImplementedError
+    def validate(script: Annotated[str, typer.Argument(help="Path of the render script (YAML).")]) -> None:
+        """Check a render script; print `ok` or every problem as FILE:LINE: field.path: message.
+
+        Exit 0 when valid, 65 when invalid, 66 when the file does not exist.
+
+        Example: klingflow validate configs/weekly-campaign.yaml
+        """
+        try:
+            load_script(script)
+        except ScriptError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            print(f"{script}: {len(exc.problems)} problem(s)", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        print("ok")
+
+    @app.command()
+    def plan(
+        script: Annotated[str, typer.Argument(help="Path of the render script (YAML).")],
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+        ] = False,
+    ) -> None:
+        """Show every request a run of SCRIPT would make, its cost, and the total against the budget.
+
+        Nothing is submitted. Exit 3 when even the cheapest plan exceeds budget.limit_usd.
+
+        Example: klingflow plan configs/long-form-story.yaml --json
+        """
+        try:
+            loaded = load_script(script)
+        except ScriptError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        render_plan = build_plan(loaded.script)
+        if as_json:
+            json.dump(plan_to_dict(render_plan), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return
+        from pipeline.cli.plan_view import print_plan
+
+        print_plan(Console(), render_plan)

@@ -1,0 +1,1 @@
+"""Pure planning: segments, prompts, budget and the full render plan of a script."""

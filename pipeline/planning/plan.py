@@ -1,0 +1,336 @@
+"""The render plan: every request of a run, per narrative, variant and pass, with its cost.
+
+Pure: a function of the script alone (no clock, no I/O), so the same script always gives the
+same plan, and ``klingflow plan`` shows exactly what ``klingflow run`` will buy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from pipeline.generation import GenerationSpec
+from pipeline.planning.budget import BudgetDecision, decide_budget
+from pipeline.planning.prompts import PromptContext, compile_prompt
+from pipeline.planning.segments import Segment, plan_segments
+from pipeline.pricing import Tier, rate, request_cost, to_cents
+from pipeline.script.model import Narrative, Script
+
+Pass = Literal["draft", "final"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """One generation request the run will make (or, when provisional, reserves money for)."""
+
+    narrative: str
+    variant: str
+    pass_: Pass
+    segment: int
+    tier: Tier
+    duration: int
+    audio: bool
+    shots: int
+    trimmed_seconds: int
+    prompt: str
+    negative_prompt: str | None
+    aspect_ratio: str
+    cfg_scale: float
+    seed: int | None
+    #: The first segment's start image as written in the script (path or https URL).
+    start_image: str | None
+    #: True when the request starts from the previous segment's last frame (continuity: chain).
+    chained: bool
+    end_image: str | None
+    cost: Decimal
+    #: A final reserved for a variant that is only chosen at run time (select auto/manual).
+    provisional: bool
+
+    def spec(self, start_image_url: str | None = None, end_image_url: str | None = None) -> GenerationSpec:
+        """The provider-neutral request, once image inputs have URLs."""
+        return GenerationSpec(
+            tier=self.tier,
+            prompt=self.prompt,
+            duration=self.duration,
+            aspect_ratio=self.aspect_ratio,
+            generate_audio=self.audio,
+            negative_prompt=self.negative_prompt,
+            cfg_scale=self.cfg_scale,
+            seed=self.seed,
+            start_image_url=start_image_url,
+            end_image_url=end_image_url,
+        )
+
+
+@dataclass(frozen=True)
+class NarrativePlan:
+    """A narrative's segments (shared by all its variants and passes)."""
+
+    index: int
+    id: str
+    continuity: str
+    seconds: int
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """Everything a run will do and spend."""
+
+    script: str
+    variants: tuple[str, ...]
+    narratives: tuple[NarrativePlan, ...]
+    requests: tuple[PlannedRequest, ...]
+    budget: BudgetDecision
+    finals_requested: int
+    final_tier_requested: Tier
+    select: str
+
+    @property
+    def total(self) -> Decimal:
+        """Exact cost of every planned request."""
+        return sum((r.cost for r in self.requests), Decimal(0))
+
+    @property
+    def total_cents(self) -> Decimal:
+        """The sum of the requests' costs as shown (each rounded to the cent)."""
+        return sum((to_cents(r.cost) for r in self.requests), Decimal(0))
+
+    def cents_for(self, pass_: Pass) -> Decimal:
+        """The shown (cent-rounded) cost of one pass."""
+        return sum((to_cents(r.cost) for r in self.requests if r.pass_ == pass_), Decimal(0))
+
+    def requests_for(self, pass_: Pass) -> list[PlannedRequest]:
+        """The requests of one pass, in plan order."""
+        return [r for r in self.requests if r.pass_ == pass_]
+
+
+def plan_narratives(script: Script) -> tuple[NarrativePlan, ...]:
+    """Segment every narrative of ``script``."""
+    return tuple(
+        NarrativePlan(
+            index=i,
+            id=n.id,
+            continuity=n.continuity,
+            seconds=sum(s.duration for s in n.shots),
+            segments=plan_segments([s.duration for s in n.shots], [len(s.dialogue) for s in n.shots]),
+        )
+        for i, n in enumerate(script.narratives)
+    )
+
+
+class _Prompts:
+    """Compiles prompts once per (narrative, segment, style): variants usually share them."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.descriptions = {name: e.description for name, e in script.elements.items()}
+        self.cache: dict[tuple[int, int, str | None], str] = {}
+
+    def get(
+        self, narrative: Narrative, plan: NarrativePlan, segment: Segment, style: str | None, variant: str
+    ) -> str:
+        key = (plan.index, segment.index, style)
+        prompt = self.cache.get(key)
+        if prompt is None:
+            context = PromptContext(plan.index, narrative.id, variant)
+            prompt = compile_prompt(narrative.shots, segment, self.descriptions, style, context)
+            self.cache[key] = prompt
+        return prompt
+
+
+def charge(amounts: list[Decimal]) -> Decimal:
+    """What a set of requests counts against the budget: the larger of their exact sum and the
+    sum of their costs rounded to the cent, so that neither the real spend nor the costs shown
+    in the plan can pass the limit."""
+    return max(sum(amounts, Decimal(0)), sum((to_cents(a) for a in amounts), Decimal(0)))
+
+
+def build_prompts(script: Script) -> None:
+    """Compile every distinct prompt of ``script``; raises PromptTooLong for the first too long."""
+    prompts = _Prompts(script)
+    for plan, narrative in zip(plan_narratives(script), script.narratives, strict=True):
+        for variant in script.variants:
+            style = script.settings_for(narrative, variant)["style"]
+            for segment in plan.segments:
+                prompts.get(narrative, plan, segment, style, variant.id)
+
+
+def build_plan(script: Script) -> RenderPlan:
+    """The full plan of ``script``: drafts, then the finals the budget allows.
+
+    Raises BudgetError (nothing spent) when even the cheapest honest plan exceeds the limit,
+    PromptTooLong when a compiled prompt is over the provider's limit.
+    """
+    narratives = plan_narratives(script)
+    prompts = _Prompts(script)
+    budget = script.budget
+    draft_tier = budget.draft
+    settings = [[script.settings_for(n, v) for v in script.variants] for n in script.narratives]
+
+    def requests(
+        variant_index: int, pass_: Pass, tier: Tier, provisional: bool = False
+    ) -> list[PlannedRequest]:
+        variant = script.variants[variant_index]
+        out = []
+        for plan, narrative in zip(narratives, script.narratives, strict=True):
+            s = settings[plan.index][variant_index]
+            audio = bool(s["audio"]) and (pass_ == "final" or budget.draft_audio)
+            last = len(plan.segments) - 1
+            for seg in plan.segments:
+                out.append(
+                    PlannedRequest(
+                        narrative=narrative.id,
+                        variant=variant.id,
+                        pass_=pass_,
+                        segment=seg.index,
+                        tier=tier,
+                        duration=seg.duration,
+                        audio=audio,
+                        shots=len(seg.parts),
+                        trimmed_seconds=seg.trimmed_seconds,
+                        prompt=prompts.get(narrative, plan, seg, s["style"], variant.id),
+                        negative_prompt=s["negative_prompt"],
+                        aspect_ratio=s["aspect_ratio"],
+                        cfg_scale=s["cfg_scale"],
+                        seed=s["seed"],
+                        start_image=narrative.start_image if seg.index == 0 else None,
+                        chained=seg.index > 0 and narrative.continuity == "chain",
+                        end_image=narrative.end_image if seg.index == last else None,
+                        cost=request_cost(tier, seg.duration, audio),
+                        provisional=provisional,
+                    )
+                )
+        return out
+
+    drafts = (
+        [r for v in range(len(script.variants)) for r in requests(v, "draft", draft_tier)]
+        if draft_tier is not None
+        else []
+    )
+    draft_cost = charge([r.cost for r in drafts])
+
+    def final_cost(variant_index: int, tier: Tier) -> Decimal:
+        return charge(
+            [
+                request_cost(tier, seg.duration, bool(settings[plan.index][variant_index]["audio"]))
+                for plan in narratives
+                for seg in plan.segments
+            ]
+        )
+
+    decision = decide_budget(
+        limit=Decimal(str(budget.limit_usd)),
+        draft_cost=draft_cost,
+        variants=len(script.variants),
+        finals=script.finals_requested,
+        select=budget.select,
+        final_tier=budget.final,
+        draft_tier=draft_tier,
+        finals_add_audio=not budget.draft_audio and any(s["audio"] for row in settings for s in row),
+        final_cost=final_cost,
+    )
+    finals = (
+        [
+            r
+            for v in decision.final_variants
+            for r in requests(v, "final", decision.final_tier, decision.provisional)
+        ]
+        if decision.final_tier is not None
+        else []
+    )
+    return RenderPlan(
+        script=script.name,
+        variants=tuple(v.id for v in script.variants),
+        narratives=narratives,
+        requests=tuple(drafts + finals),
+        budget=decision,
+        finals_requested=script.finals_requested,
+        final_tier_requested=budget.final,
+        select=budget.select,
+    )
+
+
+def plan_to_dict(plan: RenderPlan) -> dict[str, Any]:
+    """The plan as plain JSON data (``klingflow plan --json``).
+
+    ``cost_usd`` of each request is duration × rate rounded to the cent, and ``total_usd`` is
+    their sum (so the column adds up); ``*_exact`` fields keep exact amounts as strings.
+    """
+    trimmed = sum((rate(r.tier, r.audio) * r.trimmed_seconds for r in plan.requests), Decimal(0))
+    b = plan.budget
+    return {
+        "script": plan.script,
+        "budget_usd": float(b.limit),
+        "total_usd": float(plan.total_cents),
+        "total_usd_exact": str(plan.total),
+        "draft_usd": float(plan.cents_for("draft")),
+        "final_usd": float(plan.cents_for("final")),
+        "remaining_usd": float(b.limit - plan.total_cents),
+        "finals": {
+            "requested": plan.finals_requested,
+            "planned": len(b.final_variants),
+            "tier_requested": plan.final_tier_requested.value,
+            "tier": b.final_tier.value if b.final_tier else None,
+            "select": plan.select,
+            "variants": [plan.variants[v] for v in b.final_variants],
+            "provisional": b.provisional,
+        },
+        "degraded": list(b.degraded),
+        "trimmed_seconds": sum(r.trimmed_seconds for r in plan.requests),
+        "trimmed_usd": float(to_cents(trimmed)),
+        "narratives": [
+            {
+                "id": n.id,
+                "continuity": n.continuity,
+                "seconds": n.seconds,
+                "segments": [
+                    {
+                        "index": s.index,
+                        "start": s.start,
+                        "duration": s.duration,
+                        "content_seconds": s.content_seconds,
+                        "trimmed_seconds": s.trimmed_seconds,
+                        "parts": [
+                            {
+                                "shot": p.shot,
+                                "seconds": p.seconds,
+                                "part": p.part,
+                                "parts": p.parts,
+                                "lines": list(p.lines),
+                            }
+                            for p in s.parts
+                        ],
+                    }
+                    for s in n.segments
+                ],
+            }
+            for n in plan.narratives
+        ],
+        "requests": [
+            {
+                "narrative": r.narrative,
+                "variant": r.variant,
+                "pass": r.pass_,
+                "segment": r.segment,
+                "tier": r.tier.value,
+                "duration": r.duration,
+                "audio": r.audio,
+                "shots": r.shots,
+                "trimmed_seconds": r.trimmed_seconds,
+                "cost_usd": float(to_cents(r.cost)),
+                "cost_usd_exact": str(r.cost),
+                "provisional": r.provisional,
+                "aspect_ratio": r.aspect_ratio,
+                "seed": r.seed,
+                "cfg_scale": r.cfg_scale,
+                "negative_prompt": r.negative_prompt,
+                "start_image": r.start_image,
+                "chained": r.chained,
+                "end_image": r.end_image,
+                "prompt": r.prompt,
+            }
+            for r in plan.requests
+        ],
+    }

@@ -1,0 +1,212 @@
+"""Loading a render script: every problem at once, each as ``FILE:LINE: field.path: message``.
+
+Example::
+
+    >>> script = load_script("configs/weekly-campaign.yaml").script   # doctest: +SKIP
+
+Three layers of checks, all collected before anything is raised:
+
+1. the file itself (exists, UTF-8, YAML syntax, one document, a mapping, no duplicate keys);
+2. the shape (pydantic models, strict types, unknown keys with a did-you-mean hint);
+3. meaning (unique ids, ``@name`` references and speakers, asset files, finals ≤ variants,
+   and prompts within the provider's limit).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from pipeline.errors import InputNotFound, Problem, PromptTooLong, ScriptError
+from pipeline.script import checks
+from pipeline.script.model import Script
+from pipeline.script.yaml_source import Path_, YamlDocument, format_path, parse_yaml
+
+
+@dataclass(frozen=True)
+class LoadedScript:
+    """A valid script with where it came from."""
+
+    script: Script
+    file: Path
+    sha256: str
+    document: YamlDocument
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory asset paths are relative to."""
+        return self.file.parent
+
+
+def read_script_bytes(path: str | Path) -> bytes:
+    """The bytes of a script file, or InputNotFound (exit 66) naming it."""
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFound(f"{p}: no such file")
+    if p.is_dir():
+        raise InputNotFound(f"{p}: is a directory, expected a render script file")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise InputNotFound(f"{p}: cannot be read ({exc.strerror})") from exc
+
+
+def load_script(path: str | Path) -> LoadedScript:
+    """Load and fully check the render script at ``path``.
+
+    Raises InputNotFound (66) when the file is missing, ScriptError (65) listing every problem.
+    """
+    p = Path(path)
+    raw = read_script_bytes(p)
+    return parse_script(raw, file=str(p), base_dir=p.parent)
+
+
+def parse_script(raw: bytes, *, file: str, base_dir: Path) -> LoadedScript:
+    """Check the script in ``raw`` (named ``file`` in messages; assets relative to ``base_dir``)."""
+    doc = parse_yaml(file, raw)
+    problems = list(doc.problems)
+    if doc.data is None:
+        raise ScriptError(problems)
+    if not isinstance(doc.data, dict):
+        problems.append(
+            Problem(file, 1, "", f"a render script must be a YAML mapping of keys (got {_kind(doc.data)})")
+        )
+        raise ScriptError(problems)
+
+    script: Script | None = None
+    try:
+        script = Script.model_validate(doc.data)
+    except ValidationError as exc:
+        problems.extend(_translate(doc, err) for err in exc.errors(include_url=False))
+    problems.extend(checks.check_meaning(doc, base_dir))
+    if script is not None and not problems:
+        problems.extend(_check_prompts(doc, script))
+    if problems:
+        raise ScriptError(_unique(problems))
+    assert script is not None
+    return LoadedScript(script=script, file=Path(file), sha256=hashlib.sha256(raw).hexdigest(), document=doc)
+
+
+def _check_prompts(doc: YamlDocument, script: Script) -> list[Problem]:
+    # Imported here: planning depends on the model, not the other way round.
+    from pipeline.planning.plan import build_prompts
+
+    try:
+        build_prompts(script)
+    except PromptTooLong as exc:
+        loc: Path_ = ("narratives", exc.narrative_index, "shots", exc.shot_index)
+        return [doc.problem(loc, str(exc))]
+    return []
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+# --- pydantic errors → problems -------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+_TYPE_MESSAGES = {
+    ("int_type", "int_from_float", "int_parsing"): "must be a whole number",
+    ("float_type", "float_parsing"): "must be a number",
+    ("bool_type", "bool_parsing"): "must be true or false",
+    ("string_type",): "must be text",
+    ("list_type",): "must be a list",
+    ("dict_type", "model_type", "model_attributes_type"): "must be a mapping",
+}
+
+
+def _translate(doc: YamlDocument, err: ErrorDetails) -> Problem:
+    loc: Path_ = tuple(err["loc"])
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    got = _kind(err.get("input"))
+    if kind == "missing":
+        # A missing key has no line of its own: point at the mapping that lacks it.
+        return Problem(doc.file, doc.line_of(loc[:-1]), format_path(loc), "required field is missing")
+    if kind == "extra_forbidden":
+        return doc.problem(loc, _unknown_key(str(loc[-1]), loc[:-1]))
+    if kind == "literal_error":
+        return doc.problem(loc, f"must be {ctx.get('expected')} (got {got})")
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return doc.problem(loc, f"must have at least {n} item{'s' if n != 1 else ''}")
+    if kind == "greater_than":
+        return doc.problem(loc, f"must be greater than {ctx.get('gt')} (got {got})")
+    if kind == "greater_than_equal":
+        return doc.problem(loc, f"must be at least {ctx.get('ge')} (got {got})")
+    for kinds, message in _TYPE_MESSAGES.items():
+        if kind in kinds:
+            return doc.problem(loc, f"{message} (got {got})")
+    if "field" in ctx:
+        loc = (*loc, str(ctx["field"]))
+    return doc.problem(loc, err["msg"])
+
+
+def _unknown_key(key: str, parent: Path_) -> str:
+    allowed = _fields_at(parent)
+    if not allowed:
+        return f"unknown key {key!r}"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
+    return f"unknown key {key!r} (expected one of: {', '.join(allowed)})"
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated and Optional from a type annotation."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else tp
+            if len(args) != 1:
+                return tp
+        else:
+            return tp
+
+
+def _fields_at(loc: Path_) -> list[str]:
+    """The keys allowed in the mapping at ``loc`` of a script (empty if unknown)."""
+    tp: Any = Script
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
+            field = tp.model_fields.get(part)
+            if field is None:
+                return []
+            tp = field.annotation
+        elif typing.get_origin(tp) is list and isinstance(part, int):
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return []
