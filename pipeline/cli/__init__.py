@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import sys
 
-import click
+import typer
 from rich.console import Console
 
 from pipeline.cli import archive_cmds, provider_cmds, script_cmds
 from pipeline.cli.app import app
 from pipeline.errors import EXIT_INTERRUPTED, EXIT_USAGE, KlingflowError
+
+try:  # typer >= 0.20 vendors its own copy of click; older ones use click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 for _module in (script_cmds, provider_cmds, archive_cmds):
     _module.register(app)
@@ -25,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     try:
         result = app(args=argv, prog_name="klingflow", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.UsageError as exc:
+    except click_exceptions.UsageError as exc:
         exc.show(file=sys.stderr)
         return EXIT_USAGE
-    except click.Abort:
+    except typer.Abort:
         _stderr.print("interrupted")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:

@@ -128,6 +128,11 @@ def _kind(value: Any) -> str:
     return str(value)
 
 
+def _plain(number: Any) -> Any:
+    """``0.0`` → ``0`` for messages about whole bounds."""
+    return int(number) if isinstance(number, float) and number.is_integer() else number
+
+
 _TYPE_MESSAGES = {
     ("int_type", "int_from_float", "int_parsing"): "must be a whole number",
     ("float_type", "float_parsing"): "must be a number",
@@ -154,9 +159,9 @@ def _translate(doc: YamlDocument, err: ErrorDetails) -> Problem:
         n = ctx.get("min_length", 1)
         return doc.problem(loc, f"must have at least {n} item{'s' if n != 1 else ''}")
     if kind == "greater_than":
-        return doc.problem(loc, f"must be greater than {ctx.get('gt')} (got {got})")
+        return doc.problem(loc, f"must be greater than {_kind(_plain(ctx.get('gt')))} (got {got})")
     if kind == "greater_than_equal":
-        return doc.problem(loc, f"must be at least {ctx.get('ge')} (got {got})")
+        return doc.problem(loc, f"must be at least {_kind(_plain(ctx.get('ge')))} (got {got})")
     for kinds, message in _TYPE_MESSAGES.items():
         if kind in kinds:
             return doc.problem(loc, f"{message} (got {got})")

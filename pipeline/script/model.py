@@ -55,7 +55,7 @@ def _matching(pattern: re.Pattern[str], expected: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
             raise PydanticCustomError(
-                "pattern", "must be {expected} (got {got!r})", {"expected": expected, "got": value}
+                "pattern", "must be {expected} (got {got})", {"expected": expected, "got": repr(value)}
             )
         return value
 
@@ -180,8 +180,8 @@ class Budget(_Strict):
         if self.draft_tier == "none" and self.select != "all":
             raise PydanticCustomError(
                 "select_without_drafts",
-                "select: {select} chooses among drafts, but draft_tier is none (use select: all)",
-                {"select": self.select},
+                "{select} chooses among drafts, but draft_tier is none (use select: all)",
+                {"select": repr(self.select), "field": "select"},
             )
         return self
 
@@ -214,8 +214,8 @@ def _timezone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise PydanticCustomError(
             "timezone",
-            "unknown time zone {got!r} (expected an IANA name such as Europe/Paris)",
-            {"got": value},
+            "unknown time zone {got} (expected an IANA name such as Europe/Paris)",
+            {"got": repr(value)},
         ) from exc
     return value
 

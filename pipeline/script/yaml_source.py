@@ -124,9 +124,7 @@ class _Builder:
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             key = (
-                self.constructor.construct_object(key_node)
-                if isinstance(key_node, yaml.ScalarNode)
-                else None
+                self.constructor.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             )
             if not isinstance(key, str | int | float | bool):
                 self.doc.problems.append(
