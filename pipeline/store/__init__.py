@@ -1,0 +1,1 @@
+"""Durable state of runs: the job store and the spend ledger."""

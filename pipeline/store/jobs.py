@@ -1,0 +1,510 @@
+"""The durable job store and spend ledger (SQLAlchemy Core: SQLite by default, any SQL URL).
+
+One row per job, keyed by what determines its output; its state is written *before* each step
+that could be lost, so that an interrupted run can be resumed without paying twice::
+
+    planned ──► submitting ──► submitted(request_id) ──► completed(file, sha256, cost)
+                    │                   ├──► failed / cancelled
+                    └──► unknown        └──► (resume: polled again, never resubmitted)
+    (a submit whose answer was lost: maybe billed; resubmitted only with an explicit opt-in)
+
+The spend ledger is one row per run holding its limit, the money *reserved* for requests in
+flight and the money *charged*. ``reserve`` is a single conditional UPDATE
+(``reserved + charged + amount <= limit``), atomic in every SQL database, so no interleaving of
+concurrent submitters — threads, processes or machines sharing the database — can take a run's
+spend over its limit. Amounts are integers in micro-USD (prices are whole mills).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+MICRO = Decimal(1_000_000)
+
+
+def to_micro(amount: Decimal) -> int:
+    """USD → integer micro-USD (exact for every price in the table)."""
+    return int((amount * MICRO).to_integral_value())
+
+
+def from_micro(micro: int) -> Decimal:
+    """Integer micro-USD → USD."""
+    return Decimal(micro) / MICRO
+
+
+class JobStatus(StrEnum):
+    """Where a job stands; written before the step it names is attempted."""
+
+    PLANNED = "planned"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(200), primary_key=True),
+    sa.Column("script", sa.String(200), nullable=False),
+    sa.Column("limit_micro", sa.BigInteger, nullable=False),
+    sa.Column("reserved_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("charged_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("status", sa.String(40), nullable=False, default="running"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(200), sa.ForeignKey("runs.run_id"), nullable=False, index=True),
+    sa.Column("narrative", sa.String(200), nullable=False),
+    sa.Column("variant", sa.String(200), nullable=False),
+    sa.Column("pass", sa.String(10), nullable=False),
+    sa.Column("segment", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("request_id", sa.String(200), nullable=True),
+    sa.Column("reserved_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("charged_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("file", sa.Text, nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: Every paid request ever submitted for a job (a regenerated job has several).
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_key", sa.String(64), sa.ForeignKey("jobs.key"), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.String(200), nullable=True, unique=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("charged_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+def job_key(
+    run_id: str, narrative: str, variant: str, pass_: str, segment: int, body: Mapping[str, Any]
+) -> str:
+    """The identity of a job: a sha256 over its run and everything that determines its output.
+
+    ``body`` must identify image inputs by content (e.g. their sha256), not by presigned URLs,
+    which change on every upload.
+    """
+    ident = {
+        "run": run_id,
+        "narrative": narrative,
+        "variant": variant,
+        "pass": pass_,
+        "segment": segment,
+        "body": body,
+    }
+    canonical = json.dumps(ident, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the job store."""
+
+    key: str
+    run_id: str
+    narrative: str
+    variant: str
+    pass_: str
+    segment: int
+    body: dict[str, Any]
+    status: JobStatus
+    attempts: int
+    request_id: str | None
+    reserved_micro: int
+    charged_micro: int
+    file: str | None
+    sha256: str | None
+    size: int | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> Job:
+        m = row._mapping
+        return cls(
+            key=m["key"],
+            run_id=m["run_id"],
+            narrative=m["narrative"],
+            variant=m["variant"],
+            pass_=m["pass"],
+            segment=m["segment"],
+            body=json.loads(m["body"]),
+            status=JobStatus(m["status"]),
+            attempts=m["attempts"],
+            request_id=m["request_id"],
+            reserved_micro=m["reserved_micro"],
+            charged_micro=m["charged_micro"],
+            file=m["file"],
+            sha256=m["sha256"],
+            size=m["size"],
+            error=m["error"],
+        )
+
+
+@dataclass(frozen=True)
+class Spend:
+    """A run's money: its limit, what is reserved for requests in flight, what was charged."""
+
+    limit: Decimal
+    reserved: Decimal
+    charged: Decimal
+
+    @property
+    def committed(self) -> Decimal:
+        """Reserved plus charged: what the run may still be billed at most."""
+        return self.reserved + self.charged
+
+
+class JobStore:
+    """Jobs, paid requests and the spend ledger of runs, in one SQL database.
+
+    Example::
+
+        store = JobStore.open("sqlite:///runs/summer/jobs.db")
+        store.ensure_run("summer-ab12", script="summer", limit=Decimal("40"))
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    @classmethod
+    def open(cls, url: str) -> JobStore:
+        """Open (creating tables if needed) the store at an SQLAlchemy URL."""
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            # A generous busy timeout: several processes may write the same SQLite file.
+            engine = sa.create_engine(url, connect_args={"timeout": 60})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = sa.create_engine(url, pool_pre_ping=True)
+        return cls(engine)
+
+    @classmethod
+    def in_directory(cls, directory: Path) -> JobStore:
+        """The default store: SQLite in ``directory/jobs.db``."""
+        return cls.open(f"sqlite:///{directory / 'jobs.db'}")
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def _tx(self) -> Any:
+        return self.engine.begin()
+
+    # --- runs and money -----------------------------------------------------------------------
+
+    def ensure_run(self, run_id: str, *, script: str, limit: Decimal) -> Spend:
+        """Create the run's ledger row if it does not exist; return its spend.
+
+        The limit of an existing run is kept: resuming never raises a cap that money was already
+        committed under.
+        """
+        now = time.time()
+        with self._tx() as tx:
+            row = tx.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+            if row is None:
+                tx.execute(
+                    runs.insert().values(
+                        run_id=run_id,
+                        script=script,
+                        limit_micro=to_micro(limit),
+                        reserved_micro=0,
+                        charged_micro=0,
+                        status="running",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        return self.spend(run_id)
+
+    def spend(self, run_id: str) -> Spend:
+        """The run's limit, reserved and charged amounts."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).one()._mapping
+        return Spend(
+            from_micro(row["limit_micro"]),
+            from_micro(row["reserved_micro"]),
+            from_micro(row["charged_micro"]),
+        )
+
+    def set_run_status(self, run_id: str, status: str) -> None:
+        """Record how the run stands (running, completed, incomplete, interrupted)."""
+        with self._tx() as tx:
+            tx.execute(
+                runs.update().where(runs.c.run_id == run_id).values(status=status, updated_at=time.time())
+            )
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first, with its money and job counts by status."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs).order_by(runs.c.created_at.desc())).all()
+            counts = conn.execute(
+                sa.select(jobs.c.run_id, jobs.c.status, sa.func.count()).group_by(
+                    jobs.c.run_id, jobs.c.status
+                )
+            ).all()
+        by_run: dict[str, dict[str, int]] = {}
+        for run_id, status, count in counts:
+            by_run.setdefault(run_id, {})[status] = count
+        return [
+            {
+                "run_id": r.run_id,
+                "script": r.script,
+                "status": r.status,
+                "limit_usd": from_micro(r.limit_micro),
+                "reserved_usd": from_micro(r.reserved_micro),
+                "charged_usd": from_micro(r.charged_micro),
+                "jobs": by_run.get(r.run_id, {}),
+                "created_at": r.created_at,
+            }
+            for r in rows
+        ]
+
+    def _reserve(self, tx: Connection, run_id: str, amount: int) -> bool:
+        result = tx.execute(
+            runs.update()
+            .where(runs.c.run_id == run_id)
+            .where(runs.c.reserved_micro + runs.c.charged_micro + amount <= runs.c.limit_micro)
+            .values(reserved_micro=runs.c.reserved_micro + amount, updated_at=time.time())
+        )
+        return result.rowcount == 1
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def upsert_job(
+        self, *, run_id: str, narrative: str, variant: str, pass_: str, segment: int, body: Mapping[str, Any]
+    ) -> Job:
+        """The job with this identity: created as ``planned`` if new, else the stored row."""
+        key = job_key(run_id, narrative, variant, pass_, segment, body)
+        now = time.time()
+        with self._tx() as tx:
+            row = tx.execute(sa.select(jobs).where(jobs.c.key == key)).first()
+            if row is None:
+                tx.execute(
+                    jobs.insert().values(
+                        key=key,
+                        run_id=run_id,
+                        narrative=narrative,
+                        variant=variant,
+                        segment=segment,
+                        body=json.dumps(dict(body), sort_keys=True),
+                        status=JobStatus.PLANNED.value,
+                        attempts=0,
+                        reserved_micro=0,
+                        charged_micro=0,
+                        created_at=now,
+                        updated_at=now,
+                        **{"pass": pass_},
+                    )
+                )
+                row = tx.execute(sa.select(jobs).where(jobs.c.key == key)).one()
+        return Job.from_row(row)
+
+    def get(self, key: str) -> Job:
+        """The job ``key``."""
+        with self.engine.connect() as conn:
+            return Job.from_row(conn.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+
+    def jobs_of(self, run_id: str) -> list[Job]:
+        """Every job of a run, in plan order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(jobs)
+                .where(jobs.c.run_id == run_id)
+                .order_by(jobs.c["pass"].desc(), jobs.c.narrative, jobs.c.variant, jobs.c.segment)
+            ).all()
+        return [Job.from_row(r) for r in rows]
+
+    def begin_submit(self, key: str, amount: Decimal) -> Job | None:
+        """Reserve ``amount`` on the run and mark the job ``submitting`` — one transaction.
+
+        Returns None (and changes nothing) when the reservation would take the run over its
+        limit. Call it *before* sending the paid request.
+        """
+        micro = to_micro(amount)
+        with self._tx() as tx:
+            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            if not self._reserve(tx, job.run_id, micro):
+                return None
+            attempt = job.attempts + 1
+            tx.execute(
+                jobs.update()
+                .where(jobs.c.key == key)
+                .values(
+                    status=JobStatus.SUBMITTING.value,
+                    attempts=attempt,
+                    request_id=None,
+                    reserved_micro=micro,
+                    error=None,
+                    updated_at=time.time(),
+                )
+            )
+            tx.execute(
+                requests.insert().values(
+                    job_key=key, attempt=attempt, status=JobStatus.SUBMITTING.value, created_at=time.time()
+                )
+            )
+        return self.get(key)
+
+    def mark_submitted(self, key: str, request_id: str) -> None:
+        """The provider accepted the request: remember its id before polling."""
+        with self._tx() as tx:
+            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            tx.execute(
+                jobs.update()
+                .where(jobs.c.key == key)
+                .values(status=JobStatus.SUBMITTED.value, request_id=request_id, updated_at=time.time())
+            )
+            tx.execute(
+                requests.update()
+                .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
+                .values(status=JobStatus.SUBMITTED.value, request_id=request_id)
+            )
+
+    def _settle(self, tx: Connection, job: Job, charged: int) -> None:
+        """Move the job's reservation to charged (``charged`` may be 0: released)."""
+        tx.execute(
+            runs.update()
+            .where(runs.c.run_id == job.run_id)
+            .values(
+                reserved_micro=runs.c.reserved_micro - job.reserved_micro,
+                charged_micro=runs.c.charged_micro + charged,
+                updated_at=time.time(),
+            )
+        )
+
+    def mark_completed(self, key: str, *, file: str, sha256: str, size: int, cost: Decimal) -> None:
+        """The clip is on disk and verified: charge its cost, release the reservation."""
+        charged = to_micro(cost)
+        with self._tx() as tx:
+            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            if job.status == JobStatus.COMPLETED:
+                return
+            self._settle(tx, job, charged)
+            tx.execute(
+                jobs.update()
+                .where(jobs.c.key == key)
+                .values(
+                    status=JobStatus.COMPLETED.value,
+                    file=file,
+                    sha256=sha256,
+                    size=size,
+                    reserved_micro=0,
+                    charged_micro=job.charged_micro + charged,
+                    updated_at=time.time(),
+                )
+            )
+            tx.execute(
+                requests.update()
+                .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
+                .values(status=JobStatus.COMPLETED.value, charged_micro=charged)
+            )
+
+    def mark_ended(
+        self, key: str, status: JobStatus, *, error: str | None = None, charged: Decimal = Decimal(0)
+    ) -> None:
+        """The job failed or was cancelled: release its reservation (charging what was billed)."""
+        assert status in {JobStatus.FAILED, JobStatus.CANCELLED}
+        micro = to_micro(charged)
+        with self._tx() as tx:
+            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            self._settle(tx, job, micro)
+            tx.execute(
+                jobs.update()
+                .where(jobs.c.key == key)
+                .values(
+                    status=status.value,
+                    error=error,
+                    reserved_micro=0,
+                    charged_micro=job.charged_micro + micro,
+                    updated_at=time.time(),
+                )
+            )
+            tx.execute(
+                requests.update()
+                .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
+                .values(status=status.value, charged_micro=micro)
+            )
+
+    def mark_unknown(self, key: str, error: str) -> None:
+        """The submit's answer was lost: keep the reservation (it may be billed), flag the job."""
+        with self._tx() as tx:
+            tx.execute(
+                jobs.update()
+                .where(jobs.c.key == key)
+                .values(status=JobStatus.UNKNOWN.value, error=error, updated_at=time.time())
+            )
+
+    def release_unknown(self, key: str) -> None:
+        """Before an explicitly allowed resubmission of an unknown job: count the possibly
+        billed request as charged (the safe side), so the limit still holds."""
+        with self._tx() as tx:
+            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            if job.status != JobStatus.UNKNOWN:
+                return
+            self._settle(tx, job, job.reserved_micro)
+            tx.execute(
+                jobs.update()
+                .where(jobs.c.key == key)
+                .values(
+                    status=JobStatus.PLANNED.value,
+                    reserved_micro=0,
+                    charged_micro=job.charged_micro + job.reserved_micro,
+                    updated_at=time.time(),
+                )
+            )
+
+    def paid_requests(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Every request submitted for the run's jobs (for manifests and audits)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(requests, jobs.c.narrative, jobs.c.variant, jobs.c["pass"], jobs.c.segment)
+                .join(jobs, jobs.c.key == requests.c.job_key)
+                .where(jobs.c.run_id == run_id)
+                .order_by(requests.c.id)
+            ).all()
+        for r in rows:
+            yield dict(r._mapping)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (klingflow status) work while a run writes; synchronous=FULL so a state
+    # written before a paid step survives a machine restart, not just a process kill.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
