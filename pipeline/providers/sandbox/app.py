@@ -1,0 +1,329 @@
+"""The sandbox's HTTP face: the RunComfy Model API paths, answers and error bodies.
+
+Hosted-API paths (under ``/v1``): submit ``POST /models/{model_id}``, model info
+``GET /models/{model_id}``, ``GET /requests/{id}/status``, ``GET /requests/{id}/result``
+(``?include_cost=true``), ``POST /requests/{id}/cancel``. Sandbox-only: ``GET /v1/sandbox/ledger``,
+``POST /v1/sandbox/uploads`` (raw PNG/JPEG body → ``{url}``), and files under ``/cdn/...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import ASGIApp
+
+from pipeline.pricing import rate, request_cost
+from pipeline.providers import wire
+from pipeline.providers.sandbox.config import SandboxConfig
+from pipeline.providers.sandbox.faults import CUT_HEADER, CutConnections, install_log_filter
+from pipeline.providers.sandbox.inputs import parse_model_id, validate_input
+from pipeline.providers.sandbox.state import Job, SandboxState
+
+MAX_UPLOAD_BYTES: Final = 20 * 1024 * 1024
+IMAGE_TYPES: Final = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpg"}
+CHUNK: Final = 256 * 1024
+SLOW_CHUNK: Final = 16 * 1024
+#: How many bytes of a clip a "corrupt" download zeroes, just after the 32-byte ftyp box, which
+#: is where ``+faststart`` puts the index (moov): ffprobe cannot read the result.
+CORRUPT_SPAN: Final = (32, 32 + 4096)
+
+
+def error_response(
+    status: int, code: int, message: str, *, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The API's error body ``{error_code, error_message, detail?}``."""
+    body = wire.ErrorBody(error_code=code, error_message=message, detail=detail).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _retry_headers(seconds: float) -> dict[str, str]:
+    # Retry-After is whole seconds by the standard; retry-after-ms keeps scaled tests fast.
+    return {
+        "Retry-After": str(max(math.ceil(seconds), 1)),
+        "retry-after-ms": str(max(int(seconds * 1000), 1)),
+    }
+
+
+def _cut(response: Response, after: int = 0) -> Response:
+    response.headers[CUT_HEADER.decode()] = str(after)
+    return response
+
+
+def _api_base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/v1"
+
+
+def _origin(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+class SandboxApp(CutConnections):
+    """The sandbox ASGI application; ``state`` gives tests and the starter its jobs and ledger."""
+
+    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+        super().__init__(app)
+        self.state = state
+
+
+def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
+    """The sandbox ASGI application (FastAPI inside the connection-cutting wrapper)."""
+    state = SandboxState(config, data_dir)
+    install_log_filter()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.close()
+
+    app = FastAPI(title="klingflow sandbox (RunComfy Model API)", lifespan=lifespan, openapi_url=None)
+    app.state.sandbox = state
+
+    def check_auth(request: Request) -> Response | None:
+        if config.token is None:
+            return None
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            return error_response(401, wire.CODE_UNAUTHENTICATED, "missing bearer token")
+        if header[7:].strip() != config.token.get_secret_value():
+            return error_response(403, wire.CODE_PERMISSION_DENIED, "permission denied")
+        return None
+
+    def injected(request: Request) -> Response | None:
+        """An injected 429 / 5xx / error-in-200 answer, decided before any work is done."""
+        if state.dice.roll(state.faults.rate_limit):
+            wait = 0.5 * max(config.latency_scale, 0.01)
+            return error_response(
+                429, wire.CODE_RATE_LIMITED, "rate limited (injected)", headers=_retry_headers(wait)
+            )
+        if state.dice.roll(state.faults.server_error):
+            status = state.dice.choice((500, 502, 503))
+            return error_response(status, wire.CODE_INTERNAL, "internal error (injected)")
+        if request.method == "GET" and state.dice.roll(state.faults.error_in_200):
+            return error_response(200, wire.CODE_INTERNAL, "internal error (injected, HTTP 200)")
+        return None
+
+    def maybe_drop(response: Response) -> Response:
+        return _cut(response) if state.dice.roll(state.faults.drop) else response
+
+    def find(request_id: str) -> Job | Response:
+        job = state.jobs.get(request_id)
+        if job is None:
+            return error_response(404, wire.CODE_NOT_FOUND, f"request {request_id} not found")
+        return job
+
+    def status_body(request: Request, job: Job) -> dict[str, Any]:
+        base = _api_base(request)
+        return wire.StatusAnswer(
+            request_id=job.request_id,
+            status=job.status,
+            queue_position=state.queue_position(job),
+            status_url=f"{base}/requests/{job.request_id}/status",
+            result_url=f"{base}/requests/{job.request_id}/result",
+        ).model_dump(exclude_none=True)
+
+    def resolve_upload(url: str | None) -> Path | str | None:
+        """The uploaded file behind ``url``, None for no URL, or an error message."""
+        if url is None:
+            return None
+        path = urlsplit(url).path
+        prefix = "/cdn/uploads/"
+        name = path[len(prefix) :] if path.startswith(prefix) else ""
+        candidate = state.uploads_dir / name
+        if not name or "/" in name or not candidate.is_file():
+            return "the sandbox only fetches images uploaded to it (POST /v1/sandbox/uploads)"
+        return candidate
+
+    @app.post("/v1/models/{model_id:path}")
+    async def submit(model_id: str, request: Request) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        if (fault := injected(request)) is not None:
+            return fault
+        parsed = parse_model_id(model_id)
+        if parsed is None:
+            return error_response(400, wire.CODE_BAD_MODEL, f"unknown model id {model_id!r}")
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        inp, problems = validate_input(parsed[0], parsed[1], body)
+        images: list[Path | None] = []
+        if inp is not None:
+            for field, url in (
+                ("start_image_url", inp.start_image_url),
+                ("end_image_url", inp.end_image_url),
+            ):
+                found = resolve_upload(url)
+                if isinstance(found, str):
+                    problems.append({"loc": ["body", field], "msg": found, "type": "value_error"})
+                else:
+                    images.append(found)
+        if inp is None or problems:
+            return error_response(422, wire.CODE_VALIDATION, "validation error", detail=problems)
+        wait = state.submit_wait()
+        if wait > 0:
+            return error_response(
+                429, wire.CODE_RATE_LIMITED, "too many requests", headers=_retry_headers(wait)
+            )
+        if config.balance_usd is not None:
+            cost = request_cost(inp.tier, inp.duration, inp.generate_audio)
+            if state.committed_usd() + cost > config.balance_usd:
+                return error_response(402, wire.CODE_NO_BALANCE, "insufficient balance")
+        job = state.accept(model_id, inp, (images[0], images[1]))
+        base = _api_base(request)
+        answer = wire.SubmitAnswer(
+            request_id=job.request_id,
+            status_url=f"{base}/requests/{job.request_id}/status",
+            result_url=f"{base}/requests/{job.request_id}/result",
+            cancel_url=f"{base}/requests/{job.request_id}/cancel",
+        )
+        # A drop here loses the answer of a request that *was* created: the hardest case.
+        return maybe_drop(JSONResponse(answer.model_dump()))
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model_info(model_id: str, request: Request) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        parsed = parse_model_id(model_id)
+        if parsed is None:
+            return error_response(400, wire.CODE_BAD_MODEL, f"unknown model id {model_id!r}")
+        tier, mode = parsed
+        return JSONResponse(
+            {
+                "model_id": model_id,
+                "base_price_usd": float(rate(tier, False)),
+                "price_unit": "second",
+                "price_with_audio_usd": float(rate(tier, True)),
+                "mode": mode,
+                "provider": "klingflow-sandbox",
+            }
+        )
+
+    @app.get("/v1/requests/{request_id}/status")
+    async def status(request_id: str, request: Request) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        if (fault := injected(request)) is not None:
+            return fault
+        job = find(request_id)
+        if isinstance(job, Response):
+            return job
+        return maybe_drop(JSONResponse(status_body(request, job)))
+
+    @app.get("/v1/requests/{request_id}/result")
+    async def result(request_id: str, request: Request, include_cost: bool = False) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        if (fault := injected(request)) is not None:
+            return fault
+        job = find(request_id)
+        if isinstance(job, Response):
+            return job
+        output: dict[str, Any] | None = None
+        if job.status == wire.COMPLETED and job.video_name:
+            url = f"{_origin(request)}/cdn/videos/{job.request_id}.mp4"
+            output = {"video": url} if config.output_field == "video" else {"videos": [url]}
+        body: dict[str, Any] = {
+            "request_id": job.request_id,
+            "status": job.status,
+            "output": output,
+            "created_at": _iso(job.created_at),
+            "finished_at": _iso(job.finished_at) if job.finished_at else None,
+            "error": job.error,
+        }
+        if include_cost:
+            body["cost"] = float(job.cost) if job.status == wire.COMPLETED else 0.0
+        return maybe_drop(JSONResponse(body))
+
+    @app.post("/v1/requests/{request_id}/cancel")
+    async def cancel(request_id: str, request: Request) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        if (fault := injected(request)) is not None:
+            return fault
+        job = find(request_id)
+        if isinstance(job, Response):
+            return job
+        outcome = wire.OUTCOME_CANCELLED if state.cancel(job) else wire.OUTCOME_NOT_CANCELLABLE
+        answer = wire.CancelAnswer(request_id=job.request_id, status=job.status, outcome=outcome)
+        return maybe_drop(JSONResponse(answer.model_dump()))
+
+    @app.get("/v1/sandbox/ledger")
+    async def ledger() -> Response:
+        entries = state.ledger.entries()
+        charged = sum((e.cost_usd for e in entries if e.charged), Decimal(0))
+        return JSONResponse(
+            {
+                "entries": [e.model_dump(mode="json") for e in entries],
+                "total_charged_usd": str(charged),
+                "file": str(state.ledger.path),
+            }
+        )
+
+    @app.post("/v1/sandbox/uploads")
+    async def upload(request: Request) -> Response:
+        data = bytearray()
+        async for chunk in request.stream():
+            data.extend(chunk)
+            if len(data) > MAX_UPLOAD_BYTES:
+                return error_response(413, 413001, f"upload over {MAX_UPLOAD_BYTES} bytes")
+        ext = next((e for magic, e in IMAGE_TYPES.items() if data.startswith(magic)), None)
+        if ext is None:
+            return error_response(422, wire.CODE_VALIDATION, "upload must be a PNG or JPEG image")
+        digest = hashlib.sha256(data).hexdigest()
+        name = f"{digest[:24]}.{ext}"
+        target = state.uploads_dir / name
+        if not target.exists():
+            await anyio.Path(target).write_bytes(bytes(data))
+        url = f"{_origin(request)}/cdn/uploads/{name}"
+        return JSONResponse({"url": url, "sha256": digest, "size": len(data)}, status_code=201)
+
+    @app.get("/cdn/uploads/{name}")
+    async def uploaded(name: str) -> Response:
+        path = state.uploads_dir / name
+        if "/" in name or not path.is_file():
+            return Response(status_code=404)
+        media = "image/png" if name.endswith(".png") else "image/jpeg"
+        return Response(await anyio.Path(path).read_bytes(), media_type=media)
+
+    @app.get("/cdn/videos/{name}")
+    async def video(name: str) -> Response:
+        job = state.jobs.get(name.removesuffix(".mp4"))
+        if job is None or job.video_name is None:
+            return Response(status_code=404)
+        data = await anyio.Path(state.videos_dir / job.video_name).read_bytes()
+        headers = {"Content-Length": str(len(data))}
+        if state.dice.roll(state.faults.corrupt):
+            lo, hi = CORRUPT_SPAN
+            data = data[:lo] + bytes(min(hi, len(data)) - lo) + data[hi:]
+        slow = state.dice.roll(state.faults.slow)
+        chunk = SLOW_CHUNK if slow else CHUNK
+
+        async def body() -> AsyncIterator[bytes]:
+            for offset in range(0, len(data), chunk):
+                if slow:
+                    await asyncio.sleep(state.faults.slow_delay_s)
+                yield data[offset : offset + chunk]
+
+        response = StreamingResponse(body(), media_type="video/mp4", headers=headers)
+        if state.dice.roll(state.faults.truncate):
+            _cut(response, len(data) // 2)
+        return response
+
+    return SandboxApp(app, state)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat()

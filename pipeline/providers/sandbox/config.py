@@ -1,0 +1,79 @@
+"""The sandbox's knobs: latency, limits, faults, rendering, billing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class FaultConfig(BaseModel):
+    """Rates (0–1) of injected faults; each is drawn independently per HTTP call or job."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: API answers 429 + Retry-After before doing anything.
+    rate_limit: float = Field(default=0.0, ge=0, le=1)
+    #: API answers 500/502/503 before doing anything (a submit creates nothing).
+    server_error: float = Field(default=0.0, ge=0, le=1)
+    #: API answers HTTP 200 with an ``error_code`` body (GET calls only).
+    error_in_200: float = Field(default=0.0, ge=0, le=1)
+    #: The connection drops after the work was done (a submit's request *is* created).
+    drop: float = Field(default=0.0, ge=0, le=1)
+    #: A job ends ``failed`` (never charged).
+    fail: float = Field(default=0.0, ge=0, le=1)
+    #: A download stops half-way (Content-Length announced in full).
+    truncate: float = Field(default=0.0, ge=0, le=1)
+    #: A download delivers garbled bytes (the MP4 header is zeroed; length unchanged).
+    corrupt: float = Field(default=0.0, ge=0, le=1)
+    #: A download is delivered in small chunks with ``slow_delay_s`` between them.
+    slow: float = Field(default=0.0, ge=0, le=1)
+    slow_delay_s: float = Field(default=0.2, ge=0)
+    #: Seed of the fault dice, so a run can be reproduced.
+    seed: int = 0
+
+    @classmethod
+    def uniform(cls, rate: float, *, seed: int = 0) -> FaultConfig:
+        """Every fault kind at the same ``rate`` (the 20%-everything rehearsal)."""
+        return cls(
+            rate_limit=rate,
+            server_error=rate,
+            error_in_200=rate,
+            drop=rate,
+            fail=rate,
+            truncate=rate,
+            corrupt=rate,
+            slow=rate,
+            seed=seed,
+        )
+
+
+class SandboxConfig(BaseModel):
+    """How the sandbox behaves. Defaults: fast latency, no faults, full-size pictures."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Multiplies the modelled queue and render times (1.0 = as slow as the hosted service).
+    latency_scale: float = Field(default=0.02, ge=0)
+    #: Spread of the modelled render time: ×U(1 − j, 1 + j), so the poller is not flattered.
+    latency_jitter: float = Field(default=0.3, ge=0, lt=1)
+    #: Parallel "GPUs": jobs beyond this many wait in the queue.
+    slots: int = Field(default=4, ge=1)
+    #: Picture size multiplier (1.0 = the tier's real resolution); small values for bulk tests.
+    render_scale: float = Field(default=1.0, gt=0, le=1)
+    render_workers: int = Field(default=1, ge=1)
+    render_timeout_s: float = Field(default=600.0, gt=0)
+    fps: int = Field(default=24, ge=1)
+    #: Submits per second (token bucket) and burst; beyond that 429 + Retry-After.
+    submit_rate_per_s: float = Field(default=50.0, gt=0)
+    submit_burst: int = Field(default=50, ge=1)
+    #: Requests queued or running at once; beyond that a submit gets 429 + Retry-After.
+    max_in_flight: int = Field(default=64, ge=1)
+    faults: FaultConfig = Field(default_factory=FaultConfig)
+    #: When set, requests must carry ``Authorization: Bearer <token>`` (401 without, 403 wrong).
+    token: SecretStr | None = None
+    #: When set, a submit that would take accepted costs above this answers 402 / 400002.
+    balance_usd: Decimal | None = None
+    #: Where a result lists its video: ``output.video`` (string) or ``output.videos`` (list).
+    output_field: Literal["video", "videos"] = "video"

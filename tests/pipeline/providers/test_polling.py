@@ -1,0 +1,153 @@
+"""The poller against a scripted provider on a fake clock: when it looks, how often, when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import AuthError, GenerationTimeout, UpstreamError
+from pipeline.generation import GenerationSpec
+from pipeline.pricing import Tier
+from pipeline.providers.base import (
+    CancelOutcome,
+    DownloadedClip,
+    JobState,
+    ResultInfo,
+    StatusInfo,
+    Submission,
+)
+from pipeline.providers.latency import LatencyModel
+from pipeline.providers.polling import PollPolicy, first_pause, wait_for_completion
+
+SPEC = GenerationSpec(tier=Tier.STANDARD, prompt="p", duration=5)
+SUB = Submission(request_id="r", model_id=SPEC.model_id)
+
+
+@dataclass
+class Timeline:
+    """A fake provider whose job is queued until ``start`` and finishes at ``done`` (fake seconds)."""
+
+    start: float
+    done: float
+    final: JobState = JobState.COMPLETED
+    now: float = 0.0
+    calls: list[float] = field(default_factory=list)
+    errors_at_call: set[int] = field(default_factory=set)
+    name: str = "fake"
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+    async def status(self, request_id: str) -> StatusInfo:
+        self.calls.append(self.now)
+        if len(self.calls) in self.errors_at_call:
+            raise UpstreamError("502 after retries")
+        if self.now < self.start:
+            return StatusInfo(request_id, JobState.QUEUED, "in_queue", queue_position=2)
+        if self.now < self.done:
+            return StatusInfo(request_id, JobState.RUNNING, "in_progress")
+        return StatusInfo(request_id, self.final, self.final.value)
+
+    async def submit(self, spec: GenerationSpec) -> Submission:
+        raise NotImplementedError
+
+    async def result(self, request_id: str) -> ResultInfo:
+        raise NotImplementedError
+
+    async def cancel(self, request_id: str) -> CancelOutcome:
+        raise NotImplementedError
+
+    async def download(self, url: str, dest: Path, spec: GenerationSpec) -> DownloadedClip:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+def wait(timeline: Timeline, policy: PollPolicy | None = None) -> tuple[int, float]:
+    outcome = asyncio.run(
+        wait_for_completion(
+            timeline, SUB, SPEC, policy or PollPolicy(), clock=timeline.clock, sleep=timeline.sleep
+        )
+    )
+    assert outcome.status.state is timeline.final
+    return outcome.status_calls, timeline.now - timeline.done
+
+
+def test_first_look_is_timed_from_the_expected_generation_time() -> None:
+    model = LatencyModel()
+    expected = model.total_s(Tier.STANDARD, 5, False)
+    assert first_pause(SPEC, PollPolicy()) == pytest.approx(min(0.85 * expected, 60.0))
+    longer = GenerationSpec(tier=Tier.K4, prompt="p", duration=15, generate_audio=True)
+    assert first_pause(longer, PollPolicy()) == 60.0  # capped by max_interval
+
+
+def test_on_time_job_costs_few_calls_and_little_latency() -> None:
+    expected = LatencyModel().total_s(Tier.STANDARD, 5, False)
+    calls, late = wait(Timeline(start=5.0, done=expected))
+    assert calls <= 3
+    assert late < PollPolicy().min_interval_s + 1e-9
+
+
+def test_late_job_backs_off_geometrically_up_to_the_cap() -> None:
+    timeline = Timeline(start=5.0, done=2000.0)
+    calls, late = wait(timeline)
+    gaps = [b - a for a, b in zip(timeline.calls, timeline.calls[1:], strict=False)]
+    overdue = [g for g, t in zip(gaps, timeline.calls[1:], strict=False) if t > 90]
+    assert max(gaps) <= PollPolicy().max_interval_s + 1e-9
+    assert overdue == sorted(overdue)  # never shrinking while overdue
+    assert calls < (2000.0 / 2.0) / 10  # a tenth of the fixed-2-s poller's calls, or better
+    assert late <= PollPolicy().max_interval_s
+
+
+def test_queue_position_moves_the_estimate_later() -> None:
+    # Still queued at the first look: the next look waits for queue + render, not 2 s.
+    timeline = Timeline(start=100.0, done=170.0)
+    wait(timeline)
+    assert timeline.calls[1] - timeline.calls[0] > 30.0
+
+
+def test_transient_errors_do_not_end_the_wait() -> None:
+    timeline = Timeline(start=1.0, done=200.0, errors_at_call={1, 2})
+    calls, _ = wait(timeline)
+    assert calls == len(timeline.calls) and calls >= 3
+
+
+def test_failed_and_cancelled_are_terminal() -> None:
+    for final in (JobState.FAILED, JobState.CANCELLED):
+        wait(Timeline(start=1.0, done=30.0, final=final))
+
+
+def test_wait_is_capped() -> None:
+    timeline = Timeline(start=1.0, done=10_000.0)
+    with pytest.raises(GenerationTimeout, match="still unfinished") as info:
+        asyncio.run(
+            wait_for_completion(
+                timeline, SUB, SPEC, PollPolicy(max_wait_s=600.0), clock=timeline.clock, sleep=timeline.sleep
+            )
+        )
+    assert info.value.request_id == "r"
+    assert timeline.now <= 600.0 + 1e-6
+
+
+def test_permanent_errors_end_the_wait() -> None:
+    class Denied(Timeline):
+        async def status(self, request_id: str) -> StatusInfo:
+            raise AuthError("403")
+
+    with pytest.raises(AuthError):
+        wait(Denied(start=0.0, done=1.0))
+
+
+def test_scale_shrinks_every_interval() -> None:
+    fast = PollPolicy(latency=LatencyModel(scale=0.01))
+    timeline = Timeline(start=0.05, done=0.7)
+    asyncio.run(wait_for_completion(timeline, SUB, SPEC, fast, clock=timeline.clock, sleep=timeline.sleep))
+    assert timeline.now < 2.0

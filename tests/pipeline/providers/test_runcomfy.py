@@ -1,0 +1,306 @@
+"""The RunComfy adapter against httpx.MockTransport: bodies, retries, the never-pay-twice rule."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pipeline.errors import (
+    AuthError,
+    BadRequest,
+    ConfigError,
+    KlingflowError,
+    RateLimited,
+    SubmitOutcomeUnknown,
+    TransportError,
+    UpstreamError,
+)
+from pipeline.generation import GenerationSpec
+from pipeline.pricing import Tier
+from pipeline.providers.base import JobState
+from pipeline.providers.runcomfy import (
+    NOT_SENT_ERRORS,
+    RunComfyProvider,
+    build_request_body,
+    translate_httpx_error,
+)
+from pipeline.providers.settings import ProviderSettings
+
+BASE = "https://model-api.runcomfy.net/v1"
+TOKEN = "sk-test-secret-123"
+SUBMITTED = {
+    "request_id": "req-1",
+    "status_url": f"{BASE}/requests/req-1/status",
+    "result_url": f"{BASE}/requests/req-1/result",
+    "cancel_url": f"{BASE}/requests/req-1/cancel",
+}
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def spec(**kw: Any) -> GenerationSpec:
+    values: dict[str, Any] = {
+        "tier": Tier.STANDARD,
+        "prompt": "Shot 1: a kite",
+        "duration": 3,
+        "seed": 1,
+        **kw,
+    }
+    return GenerationSpec(**values)
+
+
+def settings(**kw: Any) -> ProviderSettings:
+    values: dict[str, Any] = {"token": TOKEN, "token_file": Path("/nonexistent"), "max_attempts": 4, **kw}
+    return ProviderSettings(**values)
+
+
+def scripted(*steps: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
+    """A handler answering with ``steps`` in order (an exception is raised), and the requests seen."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        step = steps[min(len(seen), len(steps)) - 1]
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    return handler, seen
+
+
+def adapter(handler: Handler, **kw: Any) -> RunComfyProvider:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return RunComfyProvider(settings(**kw), http_client=client)
+
+
+# --- request bodies --------------------------------------------------------------------------
+
+
+def test_body_from_spec_and_path() -> None:
+    handler, seen = scripted(httpx.Response(200, json=SUBMITTED))
+    s = spec(negative_prompt="blur", generate_audio=True, aspect_ratio="9:16", cfg_scale=0.7, seed=42)
+    submission = asyncio.run(adapter(handler).submit(s))
+    assert submission.request_id == "req-1"
+    assert submission.model_id == "kling/kling-3.0/standard/text-to-video"
+    (request,) = seen
+    assert request.method == "POST"
+    assert request.url == f"{BASE}/models/kling/kling-3.0/standard/text-to-video"
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(request.content) == {
+        "prompt": s.prompt,
+        "negative_prompt": "blur",
+        "duration": 3,
+        "aspect_ratio": "9:16",
+        "cfg_scale": 0.7,
+        "generate_audio": True,
+        "seed": 42,
+    }
+
+
+def test_image_field_names_are_configurable() -> None:
+    s = spec(start_image_url="https://img/a.png", end_image_url="https://img/b.png", seed=None)
+    default = build_request_body(s, settings())
+    assert default["start_image_url"] == "https://img/a.png"
+    assert default["end_image_url"] == "https://img/b.png"
+    assert "seed" not in default and "negative_prompt" not in default
+    other = build_request_body(s, settings(start_image_field="image_url", end_image_field="tail_image_url"))
+    assert other["image_url"] == "https://img/a.png" and other["tail_image_url"] == "https://img/b.png"
+    assert s.model_id.endswith("/image-to-video")
+
+
+# --- the error mapping is complete -------------------------------------------------------------
+
+
+def _all_httpx_errors() -> list[type[httpx.HTTPError]]:
+    found = [
+        obj
+        for _, obj in inspect.getmembers(httpx, inspect.isclass)
+        if issubclass(obj, httpx.HTTPError) and obj is not httpx.HTTPError
+    ]
+    return sorted(found, key=lambda c: c.__name__)
+
+
+def _instance(cls: type[httpx.HTTPError]) -> httpx.HTTPError:
+    request = httpx.Request("POST", f"{BASE}/models/x")
+    if cls is httpx.HTTPStatusError:
+        return cls("boom", request=request, response=httpx.Response(500, request=request))
+    return cls("boom", request=request)  # type: ignore[call-arg]
+
+
+def test_every_httpx_error_is_translated() -> None:
+    classes = _all_httpx_errors()
+    assert len(classes) >= 15  # sanity: the enumeration found httpx's tree
+    for cls in classes:
+        exc = _instance(cls)
+        free = translate_httpx_error(exc, operation="status")
+        paid = translate_httpx_error(exc, operation="submit", submit=True)
+        assert isinstance(free, KlingflowError), cls
+        if cls is httpx.UnsupportedProtocol:
+            assert isinstance(free, ConfigError) and isinstance(paid, ConfigError)
+        elif issubclass(cls, NOT_SENT_ERRORS):
+            # The request never left: a plain TransportError, which even a submit may retry.
+            assert type(free) is TransportError and type(paid) is TransportError, cls
+        else:
+            # It may have reached the provider: a paid submit's outcome is unknown.
+            assert type(free) is TransportError, cls
+            assert type(paid) is SubmitOutcomeUnknown, cls
+
+
+# --- submit: never pay twice -------------------------------------------------------------------
+
+
+def test_submit_retries_a_connect_error() -> None:
+    handler, seen = scripted(httpx.ConnectError("refused"), httpx.Response(200, json=SUBMITTED))
+    assert asyncio.run(adapter(handler).submit(spec())).request_id == "req-1"
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("peer closed"), httpx.ReadError("reset")],
+)
+def test_submit_with_a_lost_answer_is_unknown_and_not_repeated(lost: Exception) -> None:
+    handler, seen = scripted(lost, httpx.Response(200, json=SUBMITTED))
+    with pytest.raises(SubmitOutcomeUnknown, match="not resubmitted"):
+        asyncio.run(adapter(handler).submit(spec()))
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_submit_answered_5xx_is_unknown_and_not_repeated(status: int) -> None:
+    handler, seen = scripted(httpx.Response(status, json={"error_code": 500001, "error_message": "x"}))
+    with pytest.raises(SubmitOutcomeUnknown) as info:
+        asyncio.run(adapter(handler).submit(spec()))
+    assert info.value.status_code == status
+    assert len(seen) == 1
+
+
+def test_submit_without_request_id_is_unknown() -> None:
+    handler, seen = scripted(httpx.Response(200, json={"status": "in_queue"}))
+    with pytest.raises(SubmitOutcomeUnknown):
+        asyncio.run(adapter(handler).submit(spec()))
+    assert len(seen) == 1
+
+
+def test_submit_retries_a_429_refusal() -> None:
+    handler, seen = scripted(
+        httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200, json=SUBMITTED)
+    )
+    assert asyncio.run(adapter(handler).submit(spec())).request_id == "req-1"
+    assert len(seen) == 2
+
+
+def test_submit_gives_up_on_429_after_the_attempt_cap() -> None:
+    handler, seen = scripted(httpx.Response(429, headers={"Retry-After": "2"}))
+    with pytest.raises(RateLimited) as info:
+        asyncio.run(adapter(handler, max_attempts=3).submit(spec()))
+    assert info.value.retry_after == 2.0
+    assert len(seen) == 3
+
+
+def test_submit_validation_error_is_not_retried() -> None:
+    body = {"error_code": 422001, "error_message": "validation error", "detail": [{"loc": ["body", "x"]}]}
+    handler, seen = scripted(httpx.Response(422, json=body))
+    with pytest.raises(BadRequest) as info:
+        asyncio.run(adapter(handler).submit(spec()))
+    assert info.value.error_code == 422001 and info.value.detail == [{"loc": ["body", "x"]}]
+    assert len(seen) == 1
+
+
+# --- free calls are retried --------------------------------------------------------------------
+
+
+def test_status_retries_transient_failures_and_counts_calls() -> None:
+    handler, seen = scripted(
+        httpx.Response(503),
+        httpx.ReadTimeout("slow"),
+        httpx.Response(200, json={"error_code": 500001, "error_message": "hiccup"}),
+        httpx.Response(200, json={"request_id": "req-1", "status": "in_queue", "queue_position": 3}),
+    )
+    provider = adapter(handler)
+    info = asyncio.run(provider.status("req-1"))
+    assert info.state is JobState.QUEUED and info.queue_position == 3
+    assert len(seen) == 4
+    assert provider.calls.get("req-1", "status") == 4
+    assert seen[0].url == f"{BASE}/requests/req-1/status"
+
+
+def test_status_gives_up_after_the_attempt_cap() -> None:
+    handler, seen = scripted(httpx.Response(502))
+    with pytest.raises(UpstreamError):
+        asyncio.run(adapter(handler, max_attempts=3).status("req-1"))
+    assert len(seen) == 3
+
+
+def test_auth_errors_are_not_retried() -> None:
+    handler, seen = scripted(httpx.Response(401, json={"error_code": 401001, "error_message": "no"}))
+    with pytest.raises(AuthError):
+        asyncio.run(adapter(handler).result("req-1"))
+    assert len(seen) == 1
+
+
+def test_result_shapes_and_cost() -> None:
+    body = {
+        "request_id": "req-1",
+        "status": "succeeded",
+        "output": {"videos": ["https://cdn.runcomfy.net/v/1.mp4"]},
+        "created_at": "2026-01-01T00:00:00Z",
+        "finished_at": "2026-01-01T00:01:10Z",
+        "cost": 0.63,
+        "error": None,
+    }
+    handler, seen = scripted(httpx.Response(200, json=body))
+    result = asyncio.run(adapter(handler).result("req-1"))
+    assert result.state is JobState.COMPLETED
+    assert result.video_url == "https://cdn.runcomfy.net/v/1.mp4"
+    assert str(result.cost_usd) == "0.63"
+    assert result.finished_at is not None and result.created_at is not None
+    assert seen[0].url.params["include_cost"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("answer", "cancelled", "billing"),
+    [
+        ({"request_id": "r", "status": "cancelled", "outcome": "cancelled"}, True, False),
+        ({"request_id": "r", "status": "in_progress", "outcome": "not_cancellable"}, False, True),
+        ({"request_id": "r", "status": "completed", "outcome": "not_cancellable"}, False, True),
+        ({"request_id": "r", "status": "failed", "outcome": "not_cancellable"}, False, False),
+    ],
+)
+def test_cancel_is_honest(answer: dict[str, str], cancelled: bool, billing: bool) -> None:
+    handler, seen = scripted(httpx.Response(200, json=answer))
+    outcome = asyncio.run(adapter(handler).cancel("r"))
+    assert (outcome.cancelled, outcome.still_billing) == (cancelled, billing)
+    assert seen[0].method == "POST" and seen[0].url.path == "/v1/requests/r/cancel"
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+def test_token_never_shows() -> None:
+    handler, _ = scripted(httpx.Response(403, json={"error_code": 403001, "error_message": "denied"}))
+    provider = adapter(handler)
+    with pytest.raises(AuthError) as info:
+        asyncio.run(provider.status("r"))
+    texts = [
+        repr(provider),
+        repr(provider.settings),
+        str(provider.settings),
+        str(info.value),
+        repr(info.value),
+    ]
+    texts.append(repr(provider._auth))
+    assert all(TOKEN not in text for text in texts)
+
+
+def test_no_token_sends_no_header() -> None:
+    handler, seen = scripted(httpx.Response(200, json={"request_id": "r", "status": "completed"}))
+    asyncio.run(adapter(handler, token=None).status("r"))
+    assert "authorization" not in seen[0].headers

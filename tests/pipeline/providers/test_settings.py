@@ -1,0 +1,74 @@
+"""Provider settings: environment, token file, precedence, secrecy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.providers.settings import DEFAULT_BASE_URL, ProviderSettings, load_settings
+
+
+def _token_file(tmp_path: Path, token: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "token.json"
+    path.write_text(json.dumps({"token": token}))
+    path.chmod(mode)
+    return path
+
+
+def test_defaults_without_anything(tmp_path: Path) -> None:
+    settings = load_settings(token_file=tmp_path / "missing.json")
+    assert settings.token is None and not settings.has_token
+    assert settings.base_url == DEFAULT_BASE_URL
+
+
+def test_environment_names_of_the_official_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNCOMFY_TOKEN", "env-token")
+    monkeypatch.setenv("RUNCOMFY_MODEL_API_BASE", "http://example.test/v1")
+    monkeypatch.setenv("KLINGFLOW_PROVIDER_MAX_ATTEMPTS", "7")
+    settings = load_settings()
+    assert settings.token is not None and settings.token.get_secret_value() == "env-token"
+    assert settings.base_url == "http://example.test/v1"
+    assert settings.max_attempts == 7
+
+
+def test_token_file_is_read(tmp_path: Path) -> None:
+    settings = load_settings(token_file=_token_file(tmp_path, "file-token"))
+    assert settings.has_token and settings.token is not None
+    assert settings.token.get_secret_value() == "file-token"
+
+
+def test_precedence_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _token_file(tmp_path, "file-token")
+    monkeypatch.setenv("RUNCOMFY_TOKEN", "env-token")
+    from_env = load_settings(token_file=path)
+    assert from_env.token is not None and from_env.token.get_secret_value() == "env-token"
+    from_flag = load_settings(token_file=path, token="flag-token")
+    assert from_flag.token is not None and from_flag.token.get_secret_value() == "flag-token"
+
+
+def test_token_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    path = _token_file(tmp_path, "file-token", mode=0o644)
+    with pytest.raises(ConfigError, match="chmod 600") as info:
+        load_settings(token_file=path)
+    assert "file-token" not in str(info.value)
+
+
+def test_broken_token_file_names_the_file_not_the_content(tmp_path: Path) -> None:
+    path = tmp_path / "token.json"
+    path.write_text("secret-but-not-json")
+    path.chmod(0o600)
+    with pytest.raises(ConfigError) as info:
+        load_settings(token_file=path)
+    assert str(path) in str(info.value) and "secret-but-not-json" not in str(info.value)
+
+
+def test_token_hidden_in_repr_and_errors(tmp_path: Path) -> None:
+    settings = ProviderSettings(token="sk-hidden", token_file=tmp_path / "none")
+    assert "sk-hidden" not in repr(settings) and "sk-hidden" not in str(settings)
+    with pytest.raises(ConfigError) as info:
+        load_settings(token="sk-hidden", max_attempts="many")
+    assert "max_attempts" in str(info.value)
+    assert "sk-hidden" not in str(info.value) and info.value.__cause__ is None
