@@ -1,0 +1,120 @@
+"""The HTML report of a run: plan, spend, and each master with its contact sheet and QC.
+
+Rendered with Jinja2 (autoescaping on: script names, labels and ffmpeg messages are data) from a
+typed :class:`ReportInput`; media are linked relative to the report, so the folder can be moved or
+archived whole and still open in a browser.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.media.qc import QCReport
+
+
+class PlanRow(BaseModel):
+    """One generation request of the plan."""
+
+    model_config = ConfigDict(frozen=True)
+
+    narrative: str
+    variant: str
+    pass_name: str  # draft | final
+    segment: int
+    tier: str
+    duration_s: float
+    audio: bool
+    cost_usd: float
+
+
+class MasterEntry(BaseModel):
+    """A delivered master: its files (paths on disk) and what was checked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    narrative: str
+    variant: str
+    video: str
+    duration_s: float
+    sha256: str = ""
+    contact_sheet: str | None = None
+    srt: str | None = None
+    integrated_lufs: float | None = None
+    qc: QCReport | None = None
+
+
+class ReportInput(BaseModel):
+    """Everything the report shows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    script_name: str
+    run_id: str
+    generated_at: str = ""
+    plan: tuple[PlanRow, ...] = ()
+    spend_usd: float = Field(ge=0)
+    budget_usd: float = Field(gt=0)
+    masters: tuple[MasterEntry, ...] = ()
+
+
+def relative_href(target: str | Path, report_dir: Path) -> str:
+    """A URL from the report's folder to ``target``, percent-encoded per path segment."""
+    rel = os.path.relpath(Path(target).resolve(), report_dir.resolve())
+    return "/".join(quote(part) for part in Path(rel).parts)
+
+
+def _environment() -> Environment:
+    # StrictUndefined: a typo in the template fails the render instead of printing nothing.
+    return Environment(
+        loader=PackageLoader("pipeline.media", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_report(run: ReportInput, report_dir: Path) -> str:
+    """The report's HTML, with links relative to ``report_dir``."""
+    template = _environment().get_template("report.html")
+
+    def href(path: str | None) -> str | None:
+        return relative_href(path, report_dir) if path else None
+
+    totals: dict[str, float] = {}
+    for row in run.plan:
+        totals[row.pass_name] = totals.get(row.pass_name, 0.0) + row.cost_usd
+    return template.render(
+        run=run,
+        href=href,
+        plan_total=sum(r.cost_usd for r in run.plan),
+        pass_totals=sorted(totals.items()),
+        spend_ratio=min(1.0, run.spend_usd / run.budget_usd),
+    )
+
+
+def write_report(run: ReportInput, out_html: str | Path) -> Path:
+    """Write the run's HTML report to ``out_html`` (atomically) and return its path.
+
+    Example::
+
+        write_report(ReportInput(script_name="summer-launch", run_id="r1", spend_usd=12.3,
+                                 budget_usd=40, masters=(...,)), "renders/r1/report.html")
+    """
+    out = Path(out_html)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(render_report(run, out.parent), encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def failing(masters: Sequence[MasterEntry]) -> list[MasterEntry]:
+    """The masters whose QC did not pass (for a summary line or an exit status)."""
+    return [m for m in masters if m.qc is not None and not m.qc.passed]

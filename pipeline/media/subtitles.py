@@ -1,0 +1,126 @@
+"""Subtitle cues from dialogue lines, and the SRT text format (write and read)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Cue(BaseModel):
+    """One subtitle in master time (seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start_s: float = Field(ge=0)
+    end_s: float
+    text: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Cue:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"cue ends ({self.end_s}) before it starts ({self.start_s})")
+        return self
+
+
+class DialogueLine(BaseModel):
+    """A line as the script has it: who speaks, and what."""
+
+    model_config = ConfigDict(frozen=True)
+
+    speaker: str = ""
+    line: str
+
+
+class ShotTiming(BaseModel):
+    """A shot placed in the master: where it starts, how long it lasts, its dialogue in order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0)
+    lines: tuple[DialogueLine, ...] = ()
+
+
+def cue_text(line: DialogueLine) -> str:
+    """The subtitle text of a line: ``Speaker: line`` (just the line when nobody is named)."""
+    speaker = line.speaker.strip()
+    text = " ".join(line.line.split())
+    return f"{speaker[:1].upper()}{speaker[1:]}: {text}" if speaker else text
+
+
+def cues_for_shots(shots: Sequence[ShotTiming]) -> list[Cue]:
+    """Cues for every dialogue line, each shot's time shared among its lines in speaking order.
+
+    A line's share is proportional to its length in characters, since longer lines take longer to
+    say and to read; the shares tile the shot exactly, without gaps or overlaps.
+
+    Example::
+
+        cues_for_shots([ShotTiming(start_s=4, duration_s=4, lines=(DialogueLine(line="Hi"),))])
+        # [Cue(start_s=4.0, end_s=8.0, text="Hi")]
+    """
+    cues: list[Cue] = []
+    for shot in shots:
+        lines = [line for line in shot.lines if line.line.strip()]
+        if not lines:
+            continue
+        texts = [cue_text(line) for line in lines]
+        weights = [len(line.line.strip()) for line in lines]
+        total = sum(weights)
+        at = shot.start_s
+        done = 0
+        for text, weight in zip(texts, weights, strict=True):
+            done += weight
+            # Cumulative shares, so rounding never leaves a gap and the last cue ends on the shot.
+            end = shot.start_s + shot.duration_s * done / total
+            cues.append(Cue(start_s=at, end_s=end, text=text))
+            at = end
+    return cues
+
+
+def _srt_time(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{ms:03d}"
+
+
+def to_srt(cues: Sequence[Cue]) -> str:
+    """SRT text for ``cues`` (numbered from 1, millisecond times, blank line between cues)."""
+    blocks = [
+        f"{n}\n{_srt_time(c.start_s)} --> {_srt_time(c.end_s)}\n{c.text}\n" for n, c in enumerate(cues, 1)
+    ]
+    return "\n".join(blocks)
+
+
+_TIMING = re.compile(
+    r"(\d+):(\d{2}):(\d{2})[,.](\d{3})\s*-->\s*(\d+):(\d{2}):(\d{2})[,.](\d{3})",
+)
+
+
+def _seconds(h: str, m: str, s: str, ms: str) -> float:
+    # Whole milliseconds first, one division last: the float equals the one to_srt was given.
+    return (int(h) * 3_600_000 + int(m) * 60_000 + int(s) * 1000 + int(ms)) / 1000
+
+
+def parse_srt(text: str) -> list[Cue]:
+    """Cues from SRT text (as ffmpeg extracts an embedded track); the inverse of :func:`to_srt`."""
+    cues: list[Cue] = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip()):
+        lines = block.strip().splitlines()
+        for i, line in enumerate(lines):
+            match = _TIMING.search(line)
+            if match:
+                g = match.groups()
+                cues.append(
+                    Cue(
+                        start_s=_seconds(*g[:4]),
+                        end_s=_seconds(*g[4:]),
+                        text="\n".join(lines[i + 1 :]).strip(),
+                    )
+                )
+                break
+    return cues

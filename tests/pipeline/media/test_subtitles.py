@@ -1,0 +1,94 @@
+"""Cues from dialogue and the SRT format."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.media.subtitles import (
+    Cue,
+    DialogueLine,
+    ShotTiming,
+    cue_text,
+    cues_for_shots,
+    parse_srt,
+    to_srt,
+)
+
+
+def test_lines_share_their_shot_in_order_by_length() -> None:
+    shot = ShotTiming(
+        start_s=10,
+        duration_s=6,
+        lines=(DialogueLine(speaker="mara", line="abcd"), DialogueLine(speaker="", line="ab")),
+    )
+    cues = cues_for_shots([shot])
+    assert [c.text for c in cues] == ["Mara: abcd", "ab"]
+    assert (cues[0].start_s, cues[0].end_s) == (10, 14)
+    assert (cues[1].start_s, cues[1].end_s) == (14, 16)
+
+
+def test_shots_without_dialogue_give_no_cues() -> None:
+    assert cues_for_shots([ShotTiming(start_s=0, duration_s=3)]) == []
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=15),
+            st.lists(st.text(alphabet="abc xyz!", min_size=1, max_size=30).filter(str.strip), max_size=4),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_cues_tile_each_shot_exactly(shots: list[tuple[int, list[str]]]) -> None:
+    timings, start = [], 0.0
+    for seconds, lines in shots:
+        timings.append(
+            ShotTiming(start_s=start, duration_s=seconds, lines=tuple(DialogueLine(line=t) for t in lines))
+        )
+        start += seconds
+    cues = cues_for_shots(timings)
+    assert len(cues) == sum(len(lines) for _, lines in shots)
+    at = 0
+    for timing in timings:
+        mine = cues[at : at + len(timing.lines)]
+        at += len(timing.lines)
+        if mine:
+            assert mine[0].start_s == timing.start_s
+            assert mine[-1].end_s == pytest.approx(timing.start_s + timing.duration_s)
+            for a, b in itertools.pairwise(mine):
+                assert a.end_s == b.start_s
+
+
+def test_cue_text_collapses_whitespace() -> None:
+    assert cue_text(DialogueLine(speaker="the old man", line=" Aye,\n  lad. ")) == "The old man: Aye, lad."
+
+
+def test_srt_layout() -> None:
+    text = to_srt([Cue(start_s=0, end_s=1.5, text="Hi"), Cue(start_s=3661.007, end_s=3662, text="Bye")])
+    assert text == "1\n00:00:00,000 --> 00:00:01,500\nHi\n\n2\n01:01:01,007 --> 01:01:02,000\nBye\n"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10_000_000),
+            st.integers(min_value=1, max_value=100_000),
+            st.text(alphabet="abc XYZ,.'", min_size=1, max_size=40).filter(str.strip),
+        ),
+        max_size=10,
+    )
+)
+def test_srt_round_trips(raw: list[tuple[int, int, str]]) -> None:
+    cues = [Cue(start_s=s / 1000, end_s=(s + d) / 1000, text=t.strip()) for s, d, t in raw]
+    assert parse_srt(to_srt(cues)) == cues
+
+
+def test_a_cue_cannot_end_before_it_starts() -> None:
+    with pytest.raises(ValueError, match="before it starts"):
+        Cue(start_s=2, end_s=1, text="x")
