@@ -75,7 +75,8 @@ def row_args(
 ) -> list[str]:
     """One row: a drawtext label panel and ``columns`` letterboxed frames side by side."""
     width, height = cell
-    font_size = max(10, height // 8)
+    # Sized to the panel as well as the row: tall (9:16) rows must not push labels off the panel.
+    font_size = max(10, min(height // 8, layout.label_width // 10))
     panel = (
         ffmpeg_builder.input(f"color=c={_BACKGROUND}:s={layout.label_width}x{height}:r=1", f="lavfi")
         .filter(

@@ -157,26 +157,29 @@ def build_prompts(script: Script) -> None:
                 prompts.get(narrative, plan, segment, style, variant.id)
 
 
-def build_plan(script: Script) -> RenderPlan:
-    """The full plan of ``script``: drafts, then the finals the budget allows.
+class RequestBuilder:
+    """Builds the requests of one variant and pass of a script (shared by plan and run)."""
 
-    Raises BudgetError (nothing spent) when even the cheapest honest plan exceeds the limit,
-    PromptTooLong when a compiled prompt is over the provider's limit.
-    """
-    narratives = plan_narratives(script)
-    prompts = _Prompts(script)
-    budget = script.budget
-    draft_tier = budget.draft
-    settings = [[script.settings_for(n, v) for v in script.variants] for n in script.narratives]
+    def __init__(self, script: Script, narratives: tuple[NarrativePlan, ...] | None = None) -> None:
+        self.script = script
+        self.narratives = narratives if narratives is not None else plan_narratives(script)
+        self.prompts = _Prompts(script)
+        self.settings = [[script.settings_for(n, v) for v in script.variants] for n in script.narratives]
+
+    def variant_index(self, variant_id: str) -> int:
+        """The position of a variant id among the script's variants."""
+        return [v.id for v in self.script.variants].index(variant_id)
 
     def requests(
-        variant_index: int, pass_: Pass, tier: Tier, provisional: bool = False
+        self, variant_index: int, pass_: Pass, tier: Tier, provisional: bool = False
     ) -> list[PlannedRequest]:
+        """Every request of ``variant_index`` in ``pass_`` at ``tier``, narrative by narrative."""
+        script = self.script
         variant = script.variants[variant_index]
         out = []
-        for plan, narrative in zip(narratives, script.narratives, strict=True):
-            s = settings[plan.index][variant_index]
-            audio = bool(s["audio"]) and (pass_ == "final" or budget.draft_audio)
+        for plan, narrative in zip(self.narratives, script.narratives, strict=True):
+            s = self.settings[plan.index][variant_index]
+            audio = bool(s["audio"]) and (pass_ == "final" or script.budget.draft_audio)
             last = len(plan.segments) - 1
             for seg in plan.segments:
                 out.append(
@@ -190,7 +193,7 @@ def build_plan(script: Script) -> RenderPlan:
                         audio=audio,
                         shots=len(seg.parts),
                         trimmed_seconds=seg.trimmed_seconds,
-                        prompt=prompts.get(narrative, plan, seg, s["style"], variant.id),
+                        prompt=self.prompts.get(narrative, plan, seg, s["style"], variant.id),
                         negative_prompt=s["negative_prompt"],
                         aspect_ratio=s["aspect_ratio"],
                         cfg_scale=s["cfg_scale"],
@@ -203,6 +206,20 @@ def build_plan(script: Script) -> RenderPlan:
                     )
                 )
         return out
+
+
+def build_plan(script: Script) -> RenderPlan:
+    """The full plan of ``script``: drafts, then the finals the budget allows.
+
+    Raises BudgetError (nothing spent) when even the cheapest honest plan exceeds the limit,
+    PromptTooLong when a compiled prompt is over the provider's limit.
+    """
+    builder = RequestBuilder(script)
+    narratives = builder.narratives
+    settings = builder.settings
+    budget = script.budget
+    draft_tier = budget.draft
+    requests = builder.requests
 
     drafts = (
         [r for v in range(len(script.variants)) for r in requests(v, "draft", draft_tier)]

@@ -123,11 +123,13 @@ async def run_job(
     policy: PollPolicy | None = None,
     on_event: EventCallback | None = None,
     resubmit_unknown: bool = False,
+    submission: Submission | None = None,
 ) -> JobReport:
     """Buy one clip for ``spec`` and leave it verified at ``dest``; report how it went.
 
     ``dest`` is a path, or a function of the request id giving one (ids are known only after
-    the submit).
+    the submit). With ``submission`` (a request submitted earlier, e.g. before an interruption)
+    nothing is submitted: the request is followed to its end, never bought again.
 
     A lost submit answer ends the job as UNKNOWN unless ``resubmit_unknown`` (one more submit,
     knowing the first may be billed too). If the task is cancelled (Ctrl-C), a best-effort
@@ -141,9 +143,12 @@ async def run_job(
             on_event(event)
 
     try:
-        report.submission = await _submit(provider, spec, report, resubmit_unknown)
+        if submission is None:
+            report.submission = await _submit(provider, spec, report, resubmit_unknown)
+            emit(JobEvent("submitted", report.submission.request_id))
+        else:
+            report.submission = submission
         rid = report.submission.request_id
-        emit(JobEvent("submitted", rid))
         report.wait = await wait_for_completion(
             provider,
             report.submission,

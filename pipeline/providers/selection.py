@@ -103,8 +103,11 @@ async def open_provider(
     *,
     sandbox_config: object | None = None,
     http_client: httpx.AsyncClient | None = None,
+    sandbox_url: str | None = None,
 ) -> AsyncIterator[OpenedProvider]:
-    """Open the chosen provider; for the sandbox, start one in-process on loopback first.
+    """Open the chosen provider; for the sandbox, start one in-process on loopback first —
+    or use the one already serving at ``sandbox_url`` (``klingflow sandbox serve``), whose
+    requests outlive this process (what resuming after a crash needs).
 
     ``sandbox_config`` is a :class:`~pipeline.providers.sandbox.config.SandboxConfig` (typed
     loosely so that importing this module does not import FastAPI).
@@ -117,6 +120,15 @@ async def open_provider(
         if name is ProviderName.RUNCOMFY:
             provider = RunComfyProvider(settings, http_client=client)
             yield OpenedProvider(name=name, provider=provider, _client=client)
+            return
+        if sandbox_url is not None:
+            base = sandbox_url.rstrip("/")
+            origin = "/".join(base.split("/", 3)[:3])
+            external = settings.model_copy(update={"base_url": base, "token": None})
+            provider = RunComfyProvider(
+                external, http_client=client, download_origins=(origin,), name="sandbox"
+            )
+            yield OpenedProvider(name=name, provider=provider, sandbox_base_url=base, _client=client)
             return
         # Imported here: the sandbox brings FastAPI and uvicorn, which RunComfy users never need.
         from pipeline.providers.sandbox.config import SandboxConfig

@@ -1,0 +1,55 @@
+"""Provider limits through Prefect global concurrency limits, shared by every run on a server.
+
+Created (or updated) when a run starts and used with ``strict=True``: a limit that does not
+exist is an error, never a silent no-op. The local limits still apply inside the process (a
+cheap first gate that spares the API server most of the waiting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from prefect.client.orchestration import get_client
+from prefect.concurrency.asyncio import concurrency, rate_limit
+
+from pipeline.render.limits import LocalLimits
+from pipeline.render.settings import RunSettings
+
+
+def limit_names(provider: str) -> tuple[str, str]:
+    """The names of the in-flight and submit-rate limits of a provider."""
+    return f"klingflow-{provider}-in-flight", f"klingflow-{provider}-submits"
+
+
+async def ensure_limits(provider: str, settings: RunSettings) -> tuple[str, str]:
+    """Create or update the provider's two global limits from ``settings``; return their names."""
+    in_flight, submits = limit_names(provider)
+    async with get_client() as client:
+        await client.upsert_global_concurrency_limit_by_name(in_flight, settings.max_in_flight)
+        # A rate limit is a concurrency limit whose slots decay: `burst` slots, refilled at `rate`/s.
+        await client.upsert_global_concurrency_limit_by_name(
+            submits, settings.submit_burst, slot_decay_per_second=settings.submit_rate_per_s
+        )
+    return in_flight, submits
+
+
+class PrefectLimits:
+    """The engine's :class:`~pipeline.render.limits.Limits` over Prefect global limits."""
+
+    def __init__(self, local: LocalLimits, in_flight_name: str, submits_name: str) -> None:
+        self.local = local
+        self.in_flight_name = in_flight_name
+        self.submits_name = submits_name
+
+    @contextlib.asynccontextmanager
+    async def in_flight(self) -> AsyncIterator[None]:
+        async with self.local.in_flight(), concurrency(self.in_flight_name, occupy=1, strict=True):
+            yield
+
+    async def before_submit(self) -> None:
+        await self.local.before_submit()
+        await rate_limit(self.submits_name, occupy=1, strict=True)
+
+    def slow_down(self, seconds: float) -> None:
+        self.local.slow_down(seconds)

@@ -1,0 +1,190 @@
+"""The render flow: a render script to archived masters, as one Prefect flow run.
+
+Read the body of :func:`render` for the story: load and plan, publish the plan, open the run,
+generate every job as a task run under the provider limits, make masters, choose finals,
+archive, publish what came out. The work itself lives in ``pipeline/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.flow_runs import apause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
+
+from flows.limits import PrefectLimits, ensure_limits
+from pipeline.errors import InputError
+from pipeline.planning.plan import PlannedRequest, RenderPlan, build_plan
+from pipeline.pricing import to_cents
+from pipeline.providers.selection import choose_provider
+from pipeline.providers.settings import load_settings
+from pipeline.render import progress
+from pipeline.render.engine import JobResult
+from pipeline.render.limits import LocalLimits
+from pipeline.render.masters import MasterOutcome
+from pipeline.render.run import RunResult
+from pipeline.render.session import open_run, resolve_run_id
+from pipeline.render.settings import load_run_settings
+from pipeline.script.loader import load_script
+
+
+def _flow_run_name() -> str:
+    params = flow_run.parameters
+    script = Path(str(params.get("script", "script"))).stem
+    return f"{script}-{params.get('run_id') or 'default'}"
+
+
+@task(name="generate", cache_policy=NO_CACHE, task_run_name="{label}")
+async def generate(label: str, job: Callable[[], Awaitable[JobResult]]) -> JobResult:
+    """One generation job (submit or resume, wait, download, verify) as one task run.
+
+    Not retried by Prefect: the provider client retries what is free to retry, and the engine
+    regenerates failed generations within the budget; a task retry could pay twice.
+    """
+    return await job()
+
+
+async def _as_task(request: PlannedRequest, job: Callable[[], Awaitable[JobResult]]) -> JobResult:
+    label = f"{request.pass_}-{request.narrative}-{request.variant}-{request.segment}"
+    return await generate(label, job)
+
+
+class FinalsChoice(RunInput):
+    """The form shown in the Prefect UI when ``select: manual`` waits for a person."""
+
+    approve: list[str]
+
+
+async def _choose_in_ui(drafts: Sequence[MasterOutcome], finals: int) -> list[str]:
+    if not PREFECT_API_URL.value():
+        raise InputError(
+            "select: manual needs a choice: pass --approve a,c (in Prefect's ephemeral mode there is no UI to choose in)"
+        )
+    lines = [f"Choose up to {finals} variant(s) to finish. Draft masters:", ""]
+    for m in drafts:
+        state = "passed QC" if m.passed else f"not delivered: {m.error}" if not m.delivered else "failed QC"
+        lines.append(f"- **{m.variant}** / {m.narrative}: `{m.path}` ({state})")
+    default = [m.variant for m in drafts if m.passed][:finals]
+    choice = await apause_flow_run(
+        wait_for_input=FinalsChoice.with_initial_data(description="\n".join(lines), approve=default)
+    )
+    return list(choice.approve) if choice is not None else []
+
+
+async def _publish_plan(plan: RenderPlan, run_id: str) -> None:
+    await acreate_table_artifact(
+        key="render-plan",
+        table=[
+            {
+                "narrative": r.narrative,
+                "variant": r.variant,
+                "pass": r.pass_,
+                "segment": r.segment,
+                "tier": r.tier.value,
+                "seconds": r.duration,
+                "audio": r.audio,
+                "cost_usd": str(to_cents(r.cost)),
+            }
+            for r in plan.requests
+        ],
+        description=f"Plan of run {run_id}: ${to_cents(plan.total)} of ${plan.budget.limit}; "
+        + ("; ".join(plan.budget.degraded) or "nothing degraded"),
+    )
+
+
+async def _publish_result(result: RunResult, plan: RenderPlan) -> None:
+    spend = result.spend
+    lines = [
+        f"# Run {result.run_id}",
+        "",
+        f"Spend: **${spend.charged if spend else 0}** charged of ${plan.budget.limit} "
+        f"(reserved still: ${spend.reserved if spend else 0}).",
+        f"Finals chosen: {', '.join(result.selected) or 'none'}.",
+        "",
+        "| narrative | variant | pass | master | length | QC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in result.masters:
+        qc = "passed" if m.passed else ("failed" if m.delivered else f"not delivered: {m.error}")
+        lines.append(
+            f"| {m.narrative} | {m.variant} | {m.pass_} | `{m.path}` | {m.duration_s:.2f} s | {qc} |"
+        )
+    if result.archive is not None:
+        lines += ["", f"Archived to `{result.archive.destination}`."]
+    if result.archive_error:
+        lines += ["", f"Archive failed: {result.archive_error}"]
+    lines += ["", f"Report: `{result.report}`"]
+    await acreate_markdown_artifact(key="render-result", markdown="\n".join(lines))
+
+
+@flow(name="klingflow-render", flow_run_name=_flow_run_name, log_prints=False)
+async def render(
+    script: str,
+    run_id: str | None = None,
+    provider: str | None = None,
+    max_in_flight: int | None = None,
+    approve: list[str] | None = None,
+    resubmit_unknown: bool = False,
+) -> dict[str, Any]:
+    """Render ``script`` end to end; return a summary (masters, spend, what was not delivered)."""
+    loaded = load_script(script)
+    plan = build_plan(loaded.script)
+    run = resolve_run_id(loaded, run_id)
+    settings = load_run_settings(max_in_flight=max_in_flight)
+    await _publish_plan(plan, run)
+
+    provider_name = choose_provider(provider or loaded.script.provider, load_settings()).value
+    local = LocalLimits(settings.max_in_flight, settings.submit_rate_per_s, settings.submit_burst)
+    limits = (
+        PrefectLimits(local, *await ensure_limits(provider_name, settings))
+        if settings.global_limits
+        else local
+    )
+
+    bar = await acreate_progress_artifact(0.0, key="render-progress", description=f"run {run}")
+    total, done, updates = len(plan.requests), 0, set[asyncio.Task[Any]]()
+
+    def count_done(event: str, request: PlannedRequest, detail: str) -> None:
+        nonlocal done
+        if event in {"done", "reused"}:
+            done += 1
+            update = asyncio.get_running_loop().create_task(
+                aupdate_progress_artifact(bar, min(100.0, 100.0 * done / max(total, 1)))
+            )
+            updates.add(update)
+            update.add_done_callback(updates.discard)
+
+    async with open_run(
+        loaded,
+        plan,
+        run_id=run,
+        settings=settings,
+        provider=provider,
+        limits=limits,
+        approve=approve,
+        resubmit_unknown=resubmit_unknown,
+    ) as session:
+        session.engine.wrap = _as_task
+        session.engine.on_event = progress.fan_out(progress.current_sink(), count_done)
+        session.run.on_stage = progress.current_stage_sink()
+        session.run.choose = _choose_in_ui
+        progress.started(session)
+        result = await session.run.execute()
+
+    await asyncio.gather(*updates)
+    await aupdate_progress_artifact(bar, 100.0, description=f"run {run}: finished")
+    await _publish_result(result, plan)
+    return progress.summary(result)

@@ -1,0 +1,310 @@
+"""``klingflow run``, ``klingflow status`` and ``klingflow cancel``.
+
+``run`` checks and plans the script before Prefect is imported (bad input fails in well under a
+second, nothing spent), then runs the render flow with live progress bars.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from pipeline.errors import EXIT_INTERRUPTED, ConfigError, RunIncomplete
+from pipeline.planning.plan import PlannedRequest, build_plan
+from pipeline.render.settings import RunSettings, load_run_settings
+from pipeline.script.loader import load_script
+from pipeline.store.jobs import JobStatus, JobStore
+
+if TYPE_CHECKING:
+    from pipeline.render.session import RunSession
+
+_err = Console(stderr=True, highlight=False)
+_out = Console(highlight=False)
+
+
+class RunProgress:
+    """Live bars per pass (queued, running, done, failed) and spend against the budget."""
+
+    def __init__(self, console: Console, requests: list[PlannedRequest], limit: Decimal) -> None:
+        self.limit = limit
+        self.spent = Decimal(0)
+        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.state: dict[tuple[str, str, str, int], str] = {}
+        self.progress = Progress(
+            TextColumn("{task.description:<7}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+            transient=False,
+        )
+        self.bars: dict[str, TaskID] = {}
+        for pass_ in ("draft", "final"):
+            total = sum(1 for r in requests if r.pass_ == pass_)
+            if total:
+                self.counts[pass_]["queued"] = total
+                self.bars[pass_] = self.progress.add_task(pass_, total=total, detail="")
+        self.money = self.progress.add_task("spend", total=float(limit), detail="")
+        self.stage = ""
+        self._refresh()
+
+    def _refresh(self) -> None:
+        for pass_, bar in self.bars.items():
+            c = self.counts[pass_]
+            detail = f"queued {c['queued']}  running {c['running']}  done {c['done']}  failed {c['failed']}"
+            self.progress.update(bar, completed=c["done"] + c["failed"], detail=detail)
+        self.progress.update(
+            self.money,
+            completed=float(self.spent),
+            detail=f"${self.spent:.2f} of ${self.limit:.2f}" + (f"   [{self.stage}]" if self.stage else ""),
+        )
+
+    def on_event(self, event: str, request: PlannedRequest, detail: str) -> None:
+        key = (request.narrative, request.variant, request.pass_, request.segment)
+        before = self.state.get(key, "queued")
+        after = {"submitted": "running", "resumed": "running", "done": "done", "reused": "done"}.get(
+            event, "failed" if event in {"failed", "skipped", "unknown"} else before
+        )
+        if event == "regenerate":
+            after = "running"
+        if after != before:
+            counts = self.counts[request.pass_]
+            counts[before] -= 1
+            counts[after] += 1
+            self.state[key] = after
+        if event == "done":
+            self.spent += request.cost
+        self._refresh()
+
+    def on_stage(self, stage: str) -> None:
+        self.stage = stage
+        self._refresh()
+
+
+def _prefect_env(verbose: bool) -> None:
+    # Before Prefect is imported: no analytics (no network here) and quiet logs under the bars.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _still_billing(settings: RunSettings, run_id: str) -> list[str]:
+    root = settings.runs_dir / run_id
+    store = JobStore.open(settings.store_url or f"sqlite:///{root / 'jobs.db'}")
+    try:
+        return [
+            f"{j.narrative}/{j.variant}/{j.pass_} segment {j.segment}: request {j.request_id}"
+            for j in store.jobs_of(run_id)
+            if j.status in (JobStatus.SUBMITTED, JobStatus.UNKNOWN, JobStatus.SUBMITTING)
+        ]
+    finally:
+        store.close()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``status`` and ``cancel`` to ``app``."""
+
+    @app.command()
+    def run(
+        script: Annotated[str, typer.Argument(help="Path of the render script (YAML).")],
+        provider: Annotated[
+            str | None, typer.Option(help="sandbox or runcomfy (default: runcomfy when a token is set).")
+        ] = None,
+        max_in_flight: Annotated[
+            int | None, typer.Option(min=1, help="Requests in flight at the provider at once.")
+        ] = None,
+        approve: Annotated[
+            str | None, typer.Option(help="Variants to finish, e.g. a,c (for select: manual).")
+        ] = None,
+        resubmit_unknown: Annotated[
+            bool, typer.Option(help="Resubmit jobs whose submit answer was lost (may pay twice).")
+        ] = False,
+        run_id: Annotated[
+            str | None, typer.Option(help="Run id (default: script name + script hash; rerun to resume).")
+        ] = None,
+        verbose: Annotated[bool, typer.Option(help="Show Prefect's logs.")] = False,
+    ) -> None:
+        """Render SCRIPT: drafts, selection, finals, masters, archive and report.
+
+        Running the same command again after an interruption resumes: completed clips are
+        reused, submitted requests are followed, nothing is bought twice.
+
+        Example: klingflow run configs/weekly-campaign.yaml
+        """
+        if provider not in (None, "sandbox", "runcomfy"):
+            raise ConfigError(f"--provider must be sandbox or runcomfy (got {provider!r})")
+        loaded = load_script(script)
+        plan = build_plan(loaded.script)  # BudgetError (exit 3) before anything starts
+        from pipeline.render.session import resolve_run_id
+
+        rid = resolve_run_id(loaded, run_id)
+        settings = load_run_settings(max_in_flight=max_in_flight)
+        approved = [a.strip() for a in approve.split(",") if a.strip()] if approve else None
+        _prefect_env(verbose)
+        from flows.render import render
+        from pipeline.render import progress
+
+        view = RunProgress(_err, list(plan.requests), plan.budget.limit)
+        sessions: list[RunSession] = []
+        _err.print(
+            f"run {rid}: {len(plan.requests)} requests planned, ${plan.total_cents} of ${plan.budget.limit}"
+        )
+        try:
+            with view.progress, progress.observe(view.on_event, view.on_stage, sessions.append):
+                summary: dict[str, Any] = asyncio.run(
+                    render(
+                        script=str(Path(script)),
+                        run_id=rid,
+                        provider=provider,
+                        max_in_flight=max_in_flight,
+                        approve=approved,
+                        resubmit_unknown=resubmit_unknown,
+                    )
+                )
+        except KeyboardInterrupt:
+            billing = _still_billing(settings, rid)
+            _err.print(f"interrupted: queued requests were cancelled; run again to resume run {rid}")
+            if billing:
+                _err.print(f"{len(billing)} request(s) may still complete and be billed:")
+                for line in billing:
+                    _err.print(f"  {line}")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        _print_summary(summary)
+        if not summary["delivered"]:
+            raise RunIncomplete(f"run {rid} did not deliver everything (see above); run again to resume")
+
+    @app.command()
+    def status(
+        run: Annotated[str | None, typer.Argument(help="A run id; default: every run.")] = None,
+    ) -> None:
+        """Show runs (money, jobs by state) or, for one RUN, each of its jobs.
+
+        Example: klingflow status weekly-campaign-049373e34d
+        """
+        settings = load_run_settings()
+        stores = _stores(settings)
+        if not stores:
+            _out.print(f"no runs under {settings.runs_dir}")
+            return
+        try:
+            if run is None:
+                table = Table("run", "script", "status", "jobs", "charged", "reserved", "limit")
+                for store in stores:
+                    for r in store.list_runs():
+                        counts = ", ".join(f"{k} {v}" for k, v in sorted(r["jobs"].items()))
+                        table.add_row(
+                            r["run_id"], r["script"], r["status"], counts,
+                            f"${r['charged_usd']:.2f}", f"${r['reserved_usd']:.2f}", f"${r['limit_usd']:.2f}",
+                        )  # fmt: skip
+                _out.print(table)
+                return
+            for store in stores:
+                jobs = store.jobs_of(run)
+                if jobs:
+                    table = Table(
+                        "narrative", "variant", "pass", "seg", "status", "attempts", "request", "error"
+                    )
+                    for j in jobs:
+                        table.add_row(
+                            j.narrative, j.variant, j.pass_, str(j.segment), j.status.value,
+                            str(j.attempts), j.request_id or "", (j.error or "")[:60],
+                        )  # fmt: skip
+                    _out.print(table)
+                    spend = store.spend(run)
+                    _out.print(
+                        f"charged ${spend.charged:.2f}, reserved ${spend.reserved:.2f}, limit ${spend.limit:.2f}"
+                    )
+                    return
+            raise ConfigError(f"no run {run!r} under {settings.runs_dir}")
+        finally:
+            for store in stores:
+                store.close()
+
+    @app.command()
+    def cancel(
+        run: Annotated[str, typer.Argument(help="The run id (see klingflow status).")],
+        provider: Annotated[str | None, typer.Option(help="sandbox or runcomfy.")] = None,
+    ) -> None:
+        """Cancel RUN's requests still queued at the provider; say which keep running and billing.
+
+        Example: klingflow cancel weekly-campaign-049373e34d
+        """
+        settings = load_run_settings()
+        asyncio.run(_cancel(settings, run, provider))
+
+
+def _stores(settings: RunSettings) -> list[JobStore]:
+    if settings.store_url:
+        return [JobStore.open(settings.store_url)]
+    if not settings.runs_dir.is_dir():
+        return []
+    return [JobStore.open(f"sqlite:///{db}") for db in sorted(settings.runs_dir.glob("*/jobs.db"))]
+
+
+async def _cancel(settings: RunSettings, run_id: str, provider: str | None) -> None:
+    from pipeline.providers.selection import open_provider
+    from pipeline.providers.settings import load_settings
+
+    store = JobStore.open(settings.store_url or f"sqlite:///{settings.runs_dir / run_id / 'jobs.db'}")
+    try:
+        pending = [j for j in store.jobs_of(run_id) if j.status == JobStatus.SUBMITTED and j.request_id]
+        if not pending:
+            _out.print(f"run {run_id}: nothing submitted is waiting at the provider")
+            return
+        if provider != "runcomfy" and settings.sandbox_url is None and not load_settings().has_token:
+            raise ConfigError(
+                "the run used an in-process sandbox that ended with it; set KLINGFLOW_SANDBOX_URL "
+                "to the sandbox serving its requests"
+            )
+        async with open_provider(provider, load_settings(), sandbox_url=settings.sandbox_url) as opened:
+            for job in pending:
+                assert job.request_id is not None
+                outcome = await opened.provider.cancel(job.request_id)
+                if outcome.cancelled:
+                    store.mark_ended(job.key, JobStatus.CANCELLED, error="cancelled by klingflow cancel")
+                    _out.print(
+                        f"cancelled  {job.narrative}/{job.variant}/{job.pass_} {job.segment}: {job.request_id}"
+                    )
+                else:
+                    _out.print(
+                        f"still billing  {job.narrative}/{job.variant}/{job.pass_} {job.segment}: "
+                        f"{job.request_id} is already running and cannot be cancelled"
+                    )
+        store.set_run_status(run_id, "cancelled")
+    finally:
+        store.close()
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    table = Table("narrative", "variant", "pass", "length", "QC", "master")
+    for m in summary["masters"]:
+        qc = "passed" if m["qc_passed"] else ("failed" if m["path"] and not m["error"] else "NOT DELIVERED")
+        length = f"{m['duration_s']:.2f} s" if m["path"] else "-"
+        table.add_row(
+            m["narrative"], m["variant"], m["pass"], length, qc, m["path"] or (m["error"] or "")[:70]
+        )
+    _out.print(table)
+    for job in summary["jobs_not_completed"]:
+        _out.print(
+            f"[yellow]not completed:[/] {job['narrative']}/{job['variant']}/{job['pass']} "
+            f"segment {job['segment']}: {job['status']} — {job['error']}"
+        )
+    _out.print(
+        f"spend: ${Decimal(summary['charged_usd']):.2f} charged of ${Decimal(summary['limit_usd'] or 0):.2f}"
+    )
+    _out.print(f"masters and manifests: {summary['run_dir']}/masters")
+    if summary["archive"]:
+        _out.print(f"archived to: {summary['archive']} (under {summary['script']}/{summary['run_id']}/)")
+    if summary["archive_error"]:
+        _out.print(f"[red]archive failed:[/] {summary['archive_error']}")
+    _out.print(f"report: {summary['report']}")
+    sys.stdout.flush()

@@ -1,0 +1,350 @@
+"""The render engine: every generation job of a run, durable, budget-capped and resumable.
+
+One job = one planned request. Its life, each state written to the job store *before* the step
+that could be lost (see :mod:`pipeline.store.jobs`)::
+
+    reuse a completed clip (sha256 checked)  |  follow a request submitted before  |  submit:
+      reserve its cost on the ledger (refused → the job is skipped, nothing bought)
+      → submitting → provider.submit → submitted(request_id) → wait, result, download, verify
+      → completed (charged)  |  failed (released; regenerated while attempts and budget allow)
+      a lost submit answer → unknown (kept reserved; resubmitted only with resubmit_unknown)
+
+``continuity: chain`` narratives run their segments in order, each starting from the previous
+clip's last frame; everything else runs concurrently under the provider limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import (
+    AuthError,
+    BadRequest,
+    NoBalance,
+    ProviderError,
+    RateLimited,
+    SubmitOutcomeUnknown,
+)
+from pipeline.hashing import sha256_file
+from pipeline.media.frames import last_frame
+from pipeline.planning.plan import PlannedRequest
+from pipeline.providers.base import Provider, Submission
+from pipeline.providers.jobs import JobOutcome, run_job
+from pipeline.providers.polling import PollPolicy
+from pipeline.render.layout import RunLayout
+from pipeline.render.limits import Limits
+from pipeline.render.masters import Clip
+from pipeline.store.jobs import JobStatus, JobStore
+
+#: ``image_url(path_or_url) -> URL the provider can fetch`` (uploads local files).
+ImageUrl = Callable[[str], Awaitable[str]]
+#: Wraps one job (the flow makes it a Prefect task run); the default just awaits it.
+JobWrapper = Callable[[PlannedRequest, Callable[[], Awaitable["JobResult"]]], Awaitable["JobResult"]]
+#: Progress: (event, request, detail).
+EventSink = Callable[[str, PlannedRequest, str], None]
+
+#: Pause before trying again after the provider said 429 on a submit, when it gave no hint.
+DEFAULT_SLOW_DOWN_S = 5.0
+#: Why a job was not bought: its cost would have taken the run's spend over the limit.
+BUDGET_EXHAUSTED = "not submitted: its cost would take the run over budget.limit_usd"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How one job ended in this run."""
+
+    request: PlannedRequest
+    status: JobStatus | str
+    clip: Clip | None = None
+    error: str | None = None
+    reused: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """A verified clip is on disk."""
+        return self.clip is not None
+
+
+class RunAborted(Exception):
+    """Raised inside the engine when going on cannot help (auth, no balance)."""
+
+    def __init__(self, error: ProviderError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+def image_identity(path_or_url: str | None) -> str | None:
+    """How an image input enters a job's identity: its content hash, or the URL itself."""
+    if path_or_url is None:
+        return None
+    if path_or_url.startswith(("https://", "http://")):
+        return path_or_url
+    return "sha256:" + sha256_file(Path(path_or_url))
+
+
+@dataclass
+class Engine:
+    """Runs generation jobs for one run. Construct once per run; call :meth:`run_pass`."""
+
+    run_id: str
+    provider: Provider
+    image_url: ImageUrl
+    store: JobStore
+    layout: RunLayout
+    limits: Limits
+    base_dir: Path
+    policy: PollPolicy = field(default_factory=PollPolicy)
+    max_regenerations: int = 2
+    resubmit_unknown: bool = False
+    wrap: JobWrapper | None = None
+    on_event: EventSink | None = None
+    #: Requests (job keys) submitted by this process and not finished: cancelled on Ctrl-C.
+    live: dict[str, str] = field(default_factory=dict)
+
+    def _emit(self, event: str, request: PlannedRequest, detail: str = "") -> None:
+        if self.on_event is not None:
+            self.on_event(event, request, detail)
+
+    # --- one job ------------------------------------------------------------------------------
+
+    def local(self, path_or_url: str | None) -> str | None:
+        """A script's image reference as an absolute path (local files) or the URL itself."""
+        if path_or_url is None or path_or_url.startswith(("https://", "http://")):
+            return path_or_url
+        return str(self.base_dir / path_or_url)
+
+    def _body(self, request: PlannedRequest, start_image: str | None) -> dict[str, Any]:
+        """What determines the job's output; images by content, never by (changing) URL."""
+        spec = request.spec(start_image_url=start_image)
+        return {
+            "model_id": spec.model_id,
+            "prompt": spec.prompt,
+            "negative_prompt": spec.negative_prompt,
+            "duration": spec.duration,
+            "aspect_ratio": spec.aspect_ratio,
+            "cfg_scale": spec.cfg_scale,
+            "generate_audio": spec.generate_audio,
+            "seed": spec.seed,
+            "start_image": image_identity(start_image),
+            "end_image": image_identity(self.local(request.end_image)),
+        }
+
+    async def generate(self, request: PlannedRequest, start_image: str | None) -> JobResult:
+        """Run (or resume) one job; through the wrapper when there is one."""
+        if self.wrap is None:
+            return await self._generate(request, start_image)
+        return await self.wrap(request, lambda: self._generate(request, start_image))
+
+    async def _generate(self, request: PlannedRequest, start_image: str | None) -> JobResult:
+        body = self._body(request, start_image)
+        job = self.store.upsert_job(
+            run_id=self.run_id,
+            narrative=request.narrative,
+            variant=request.variant,
+            pass_=request.pass_,
+            segment=request.segment,
+            body=body,
+        )
+        dest = self.layout.clip(request.narrative, request.variant, request.pass_, request.segment)
+        if job.status == JobStatus.COMPLETED:
+            reused = self._reuse(request, job.key)
+            if reused is not None:
+                return reused
+        if job.status == JobStatus.UNKNOWN:
+            if not self.resubmit_unknown:
+                self._emit("unknown", request, job.error or "")
+                return JobResult(
+                    request, JobStatus.UNKNOWN, error=f"{job.error} (rerun with --resubmit-unknown)"
+                )
+            self.store.release_unknown(job.key)
+        submission: Submission | None = None
+        if job.status in (JobStatus.SUBMITTED, JobStatus.SUBMITTING) and job.request_id:
+            submission = Submission(request_id=job.request_id, model_id=body["model_id"])
+        elif job.status == JobStatus.SUBMITTING:
+            # Interrupted between reserving and the provider's answer: the request may exist.
+            self.store.mark_unknown(
+                job.key, "interrupted while submitting: the request may exist and be billed"
+            )
+            return await self._generate(request, start_image)
+        failures = 0
+        while True:
+            result = await self._attempt(request, job.key, dest, start_image, submission)
+            submission = None
+            if result.ok or result.status != JobStatus.FAILED or result.error == BUDGET_EXHAUSTED:
+                return result
+            failures += 1
+            if failures > self.max_regenerations:
+                return result
+            self._emit("regenerate", request, result.error or "")
+
+    def _reuse(self, request: PlannedRequest, key: str) -> JobResult | None:
+        job = self.store.get(key)
+        path = Path(job.file) if job.file else None
+        if path is not None and path.is_file() and sha256_file(path) == job.sha256:
+            self._emit("reused", request)
+            clip = Clip(
+                request, path, job.sha256 or "", job.request_id or "", Decimal(job.charged_micro) / 1_000_000
+            )
+            return JobResult(request, JobStatus.COMPLETED, clip=clip, reused=True)
+        # The clip is gone or damaged; the request was paid: download it again, never re-buy.
+        return None
+
+    async def _attempt(
+        self,
+        request: PlannedRequest,
+        key: str,
+        dest: Path,
+        start_image: str | None,
+        submission: Submission | None,
+    ) -> JobResult:
+        job = self.store.get(key)
+        if submission is None and job.status == JobStatus.COMPLETED and job.request_id:
+            submission = Submission(request_id=job.request_id, model_id="")
+        spec = request.spec()
+        async with self.limits.in_flight():
+            if submission is None:
+                if self.store.begin_submit(key, request.cost) is None:
+                    self._emit("skipped", request, BUDGET_EXHAUSTED)
+                    return JobResult(request, JobStatus.FAILED, error=BUDGET_EXHAUSTED)
+                try:
+                    end_image = self.local(request.end_image)
+                    start_url = await self.image_url(start_image) if start_image else None
+                    end_url = await self.image_url(end_image) if end_image else None
+                    spec = request.spec(start_url, end_url)
+                    submission = await self._submit(spec)
+                except SubmitOutcomeUnknown as exc:
+                    self.store.mark_unknown(key, str(exc))
+                    self._emit("unknown", request, str(exc))
+                    return JobResult(request, JobStatus.UNKNOWN, error=str(exc))
+                except (AuthError, NoBalance) as exc:
+                    self.store.mark_ended(key, JobStatus.FAILED, error=str(exc))
+                    raise RunAborted(exc) from exc
+                except ProviderError as exc:
+                    # Refused before anything was created (4xx, 429 after retries): nothing billed.
+                    self.store.mark_ended(key, JobStatus.FAILED, error=str(exc))
+                    self._emit("failed", request, str(exc))
+                    return JobResult(
+                        request,
+                        JobStatus.FAILED,
+                        error=str(exc) if not isinstance(exc, BadRequest) else f"refused: {exc}",
+                    )
+                self.store.mark_submitted(key, submission.request_id)
+                self._emit("submitted", request, submission.request_id)
+            else:
+                self._emit("resumed", request, submission.request_id)
+            self.live[key] = submission.request_id
+            try:
+                report = await run_job(self.provider, spec, dest, policy=self.policy, submission=submission)
+            finally:
+                self.live.pop(key, None)
+        if report.outcome is JobOutcome.COMPLETED and report.clip is not None:
+            cost = (
+                report.result.cost_usd
+                if report.result and report.result.cost_usd is not None
+                else request.cost
+            )
+            self.store.mark_completed(
+                key, file=str(report.clip.path), sha256=report.clip.sha256, size=report.clip.size, cost=cost
+            )
+            self._emit("done", request, submission.request_id)
+            clip = Clip(request, Path(report.clip.path), report.clip.sha256, submission.request_id, cost)
+            return JobResult(request, JobStatus.COMPLETED, clip=clip)
+        error = str(report.error) if report.error else report.outcome.value
+        if (
+            report.outcome is JobOutcome.FAILED
+            and report.result is not None
+            and report.result.state.value == "failed"
+        ):
+            self.store.mark_ended(key, JobStatus.FAILED, error=error)
+            self._emit("failed", request, error)
+            return JobResult(request, JobStatus.FAILED, error=error)
+        if report.outcome is JobOutcome.CANCELLED:
+            self.store.mark_ended(key, JobStatus.CANCELLED, error=error)
+            self._emit("failed", request, error)
+            return JobResult(request, JobStatus.CANCELLED, error=error)
+        # Timed out, or completed but the download failed: the request stays submitted (and
+        # reserved) so that a rerun follows it again instead of buying it twice.
+        self._emit("failed", request, error)
+        return JobResult(request, JobStatus.SUBMITTED, error=f"{error} (rerun to pick it up again)")
+
+    async def _submit(self, spec: Any) -> Submission:
+        while True:
+            await self.limits.before_submit()
+            try:
+                return await self.provider.submit(spec)
+            except RateLimited as exc:
+                # The adapter already waited as told; slow everybody down, then try again.
+                self.limits.slow_down(exc.retry_after or DEFAULT_SLOW_DOWN_S * self.policy.latency.scale)
+
+    # --- a pass -------------------------------------------------------------------------------
+
+    async def _chain(self, requests: Sequence[PlannedRequest]) -> list[JobResult]:
+        results: list[JobResult] = []
+        previous: JobResult | None = None
+        for request in requests:
+            start: str | None
+            if request.chained:
+                if previous is None or previous.clip is None:
+                    results.append(
+                        JobResult(
+                            request,
+                            JobStatus.FAILED,
+                            error="the previous segment has no clip to continue from",
+                        )
+                    )
+                    previous = results[-1]
+                    continue
+                frame = self.layout.last_frame(
+                    request.narrative, request.variant, request.pass_, request.segment - 1
+                )
+                frame.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(last_frame, previous.clip.path, frame)
+                start = str(frame)
+            else:
+                start = self.local(request.start_image)
+            previous = await self.generate(request, start)
+            results.append(previous)
+        return results
+
+    async def run_pass(self, requests: Sequence[PlannedRequest]) -> list[JobResult]:
+        """Run every request of one pass: chains in order, the rest concurrently.
+
+        Returns results in the order of ``requests``.
+        """
+        groups: dict[tuple[str, str], list[PlannedRequest]] = {}
+        for request in requests:
+            groups.setdefault((request.narrative, request.variant), []).append(request)
+        work: list[Awaitable[list[JobResult]]] = []
+        for group in groups.values():
+            if any(r.chained for r in group):
+                work.append(self._chain(group))
+            else:
+                work.extend(self._chain([r]) for r in group)
+        done = await asyncio.gather(*work)
+        by_request = {id(r.request): r for chunk in done for r in chunk}
+        return [by_request[id(r)] for r in requests]
+
+    async def cancel_live(self) -> tuple[list[str], list[str]]:
+        """Best-effort cancel of this process's requests in flight (on Ctrl-C).
+
+        Returns (cancelled request ids, request ids that keep running and billing).
+        """
+        cancelled: list[str] = []
+        billing: list[str] = []
+        for key, request_id in list(self.live.items()):
+            try:
+                outcome = await asyncio.wait_for(self.provider.cancel(request_id), 10)
+            except (ProviderError, TimeoutError):
+                billing.append(request_id)
+                continue
+            if outcome.cancelled:
+                self.store.mark_ended(key, JobStatus.CANCELLED, error="cancelled on interrupt")
+                cancelled.append(request_id)
+            else:
+                billing.append(request_id)
+        return cancelled, billing

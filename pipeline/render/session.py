@@ -1,0 +1,111 @@
+"""Opening everything one run needs — provider, job store, ledger, engine — in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from pipeline.errors import BudgetError
+from pipeline.planning.plan import RenderPlan
+from pipeline.providers.latency import LatencyModel
+from pipeline.providers.polling import PollPolicy
+from pipeline.providers.selection import OpenedProvider, open_provider
+from pipeline.providers.settings import ProviderSettings, load_settings
+from pipeline.render.engine import Engine
+from pipeline.render.layout import RunLayout, check_run_id, default_run_id
+from pipeline.render.limits import Limits, LocalLimits
+from pipeline.render.run import RenderRun
+from pipeline.render.settings import RunSettings
+from pipeline.script.loader import LoadedScript
+from pipeline.store.jobs import JobStore
+
+
+@dataclass
+class RunSession:
+    """An open run: its provider, store, engine and stages."""
+
+    run_id: str
+    layout: RunLayout
+    provider: OpenedProvider
+    store: JobStore
+    engine: Engine
+    run: RenderRun
+
+
+def resolve_run_id(loaded: LoadedScript, run_id: str | None) -> str:
+    """The given run id, or the default one for this script file (rerunning it resumes)."""
+    return check_run_id(run_id) if run_id else default_run_id(loaded.script.name, loaded.sha256)
+
+
+@contextlib.asynccontextmanager
+async def open_run(
+    loaded: LoadedScript,
+    plan: RenderPlan,
+    *,
+    run_id: str,
+    settings: RunSettings,
+    provider: str | None = None,
+    limits: Limits | None = None,
+    approve: Sequence[str] | None = None,
+    resubmit_unknown: bool = False,
+    provider_settings: ProviderSettings | None = None,
+) -> AsyncIterator[RunSession]:
+    """Open provider, store and engine for ``run_id``; close them on exit.
+
+    The run's ledger row is created with the script's ``limit_usd`` (kept as it was when
+    resuming). Raises BudgetError when money already committed leaves nothing for this plan.
+    """
+    base_dir = Path(await asyncio.to_thread(os.path.abspath, loaded.base_dir))
+    layout = RunLayout(settings.runs_dir / run_id)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    store = JobStore.open(settings.store_url or layout.db_url)
+    try:
+        spend = store.ensure_run(
+            run_id, script=loaded.script.name, limit=Decimal(str(loaded.script.budget.limit_usd))
+        )
+        if spend.committed >= spend.limit:
+            raise BudgetError(
+                f"run {run_id} has already committed ${spend.committed} of its ${spend.limit} budget"
+            )
+        sandbox_config = None
+        scale = 1.0
+        requested = provider or loaded.script.provider
+        psettings = provider_settings or load_settings()
+        if requested != "runcomfy" and (requested == "sandbox" or not psettings.has_token):
+            from pipeline.providers.sandbox.config import SandboxConfig
+
+            scale = settings.sandbox_latency_scale
+            sandbox_config = SandboxConfig(latency_scale=scale, render_scale=settings.sandbox_render_scale)
+        async with open_provider(
+            requested, psettings, sandbox_config=sandbox_config, sandbox_url=settings.sandbox_url
+        ) as opened:
+            engine = Engine(
+                run_id=run_id,
+                provider=opened.provider,
+                image_url=opened.image_url,
+                store=store,
+                layout=layout,
+                limits=limits
+                or LocalLimits(settings.max_in_flight, settings.submit_rate_per_s, settings.submit_burst),
+                base_dir=base_dir,
+                policy=PollPolicy(latency=LatencyModel(scale=scale)),
+                max_regenerations=settings.max_regenerations,
+                resubmit_unknown=resubmit_unknown,
+            )
+            run = RenderRun(
+                loaded=loaded,
+                plan=plan,
+                run_id=run_id,
+                layout=layout,
+                engine=engine,
+                archive_to=loaded.script.output.archive,
+                approve=approve,
+            )
+            yield RunSession(run_id, layout, opened, store, engine, run)
+    finally:
+        store.close()
