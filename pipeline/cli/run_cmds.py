@@ -285,14 +285,15 @@ async def _cancel(settings: RunSettings, run_id: str, provider: str | None) -> N
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    table = Table("narrative", "variant", "pass", "length", "QC", "master")
+    table = Table("narrative", "variant", "pass", "length", "QC")
     for m in summary["masters"]:
         qc = "passed" if m["qc_passed"] else ("failed" if m["path"] and not m["error"] else "NOT DELIVERED")
         length = f"{m['duration_s']:.2f} s" if m["path"] else "-"
-        table.add_row(
-            m["narrative"], m["variant"], m["pass"], length, qc, m["path"] or (m["error"] or "")[:70]
-        )
+        table.add_row(m["narrative"], m["variant"], m["pass"], length, qc)
     _out.print(table)
+    for m in summary["masters"]:
+        if m["error"]:
+            _out.print(f"[red]not delivered:[/] {m['narrative']}/{m['variant']}/{m['pass']}: {m['error']}")
     for job in summary["jobs_not_completed"]:
         _out.print(
             f"[yellow]not completed:[/] {job['narrative']}/{job['variant']}/{job['pass']} "
