@@ -8,13 +8,28 @@ cheap first gate that spares the API server most of the waiting).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import concurrency, rate_limit
+from prefect.settings import PREFECT_API_URL, load_current_profile
 
 from pipeline.render.limits import LocalLimits
 from pipeline.render.settings import RunSettings
+
+#: Seconds a crashed run's in-flight slot stays taken before the server frees it (leases are
+#: renewed while the run lives). Short, so that resuming after a kill -9 does not stall long.
+LEASE_S = 60.0
+
+
+def server_configured() -> bool:
+    """True when runs talk to a configured Prefect server, not a temporary ephemeral one.
+
+    Inside a flow, PREFECT_API_URL also points at the temporary server of ephemeral mode, so
+    the question is asked of the environment and the active profile instead.
+    """
+    return bool(os.environ.get("PREFECT_API_URL") or load_current_profile().settings.get(PREFECT_API_URL))
 
 
 def limit_names(provider: str) -> tuple[str, str]:
@@ -44,7 +59,10 @@ class PrefectLimits:
 
     @contextlib.asynccontextmanager
     async def in_flight(self) -> AsyncIterator[None]:
-        async with self.local.in_flight(), concurrency(self.in_flight_name, occupy=1, strict=True):
+        async with (
+            self.local.in_flight(),
+            concurrency(self.in_flight_name, occupy=1, strict=True, lease_duration=LEASE_S),
+        ):
             yield
 
     async def before_submit(self) -> None:

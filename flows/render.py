@@ -23,9 +23,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_API_URL
 
-from flows.limits import PrefectLimits, ensure_limits
+from flows.limits import PrefectLimits, ensure_limits, server_configured
 from pipeline.errors import InputError
 from pipeline.planning.plan import PlannedRequest, RenderPlan, build_plan
 from pipeline.pricing import to_cents
@@ -62,6 +61,10 @@ async def _as_task(request: PlannedRequest, job: Callable[[], Awaitable[JobResul
     return await generate(label, job)
 
 
+#: How long a manual selection waits for a person before the run gives up on finals.
+CHOICE_TIMEOUT_S = 24 * 3600
+
+
 class FinalsChoice(RunInput):
     """The form shown in the Prefect UI when ``select: manual`` waits for a person."""
 
@@ -69,7 +72,7 @@ class FinalsChoice(RunInput):
 
 
 async def _choose_in_ui(drafts: Sequence[MasterOutcome], finals: int) -> list[str]:
-    if not PREFECT_API_URL.value():
+    if not server_configured():
         raise InputError(
             "select: manual needs a choice: pass --approve a,c (in Prefect's ephemeral mode there is no UI to choose in)"
         )
@@ -79,7 +82,9 @@ async def _choose_in_ui(drafts: Sequence[MasterOutcome], finals: int) -> list[st
         lines.append(f"- **{m.variant}** / {m.narrative}: `{m.path}` ({state})")
     default = [m.variant for m in drafts if m.passed][:finals]
     choice = await apause_flow_run(
-        wait_for_input=FinalsChoice.with_initial_data(description="\n".join(lines), approve=default)
+        wait_for_input=FinalsChoice.with_initial_data(description="\n".join(lines), approve=default),
+        timeout=CHOICE_TIMEOUT_S,
+        poll_interval=2,
     )
     return list(choice.approve) if choice is not None else []
 
@@ -148,11 +153,11 @@ async def render(
 
     provider_name = choose_provider(provider or loaded.script.provider, load_settings()).value
     local = LocalLimits(settings.max_in_flight, settings.submit_rate_per_s, settings.submit_burst)
-    limits = (
-        PrefectLimits(local, *await ensure_limits(provider_name, settings))
-        if settings.global_limits
-        else local
-    )
+    # Global limits live on the API server: with a configured server they hold across runs and
+    # workers. Prefect's ephemeral mode has no one to share them with, and a lease orphaned by a
+    # killed run would stall its resumption, so there the local limits do the job alone.
+    shared = settings.global_limits if settings.global_limits is not None else server_configured()
+    limits = PrefectLimits(local, *await ensure_limits(provider_name, settings)) if shared else local
 
     bar = await acreate_progress_artifact(0.0, key="render-progress", description=f"run {run}")
     total, done, updates = len(plan.requests), 0, set[asyncio.Task[Any]]()

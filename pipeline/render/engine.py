@@ -30,6 +30,7 @@ from pipeline.errors import (
     RateLimited,
     SubmitOutcomeUnknown,
 )
+from pipeline.generation import GenerationSpec
 from pipeline.hashing import sha256_file
 from pipeline.media.frames import last_frame
 from pipeline.planning.plan import PlannedRequest
@@ -208,15 +209,14 @@ class Engine:
         spec = request.spec()
         async with self.limits.in_flight():
             if submission is None:
-                if self.store.begin_submit(key, request.cost) is None:
-                    self._emit("skipped", request, BUDGET_EXHAUSTED)
-                    return JobResult(request, JobStatus.FAILED, error=BUDGET_EXHAUSTED)
                 try:
+                    # Uploads and the wait for a submit turn come before the reservation, so
+                    # that "submitting" in the store means a paid request may really be out.
                     end_image = self.local(request.end_image)
                     start_url = await self.image_url(start_image) if start_image else None
                     end_url = await self.image_url(end_image) if end_image else None
                     spec = request.spec(start_url, end_url)
-                    submission = await self._submit(spec)
+                    outcome = await self._submit(key, spec, request.cost)
                 except SubmitOutcomeUnknown as exc:
                     self.store.mark_unknown(key, str(exc))
                     self._emit("unknown", request, str(exc))
@@ -225,14 +225,15 @@ class Engine:
                     self.store.mark_ended(key, JobStatus.FAILED, error=str(exc))
                     raise RunAborted(exc) from exc
                 except ProviderError as exc:
-                    # Refused before anything was created (4xx, 429 after retries): nothing billed.
+                    # Refused before anything was created (4xx): nothing billed.
                     self.store.mark_ended(key, JobStatus.FAILED, error=str(exc))
                     self._emit("failed", request, str(exc))
-                    return JobResult(
-                        request,
-                        JobStatus.FAILED,
-                        error=str(exc) if not isinstance(exc, BadRequest) else f"refused: {exc}",
-                    )
+                    reason = f"refused: {exc}" if isinstance(exc, BadRequest) else str(exc)
+                    return JobResult(request, JobStatus.FAILED, error=reason)
+                if outcome is None:
+                    self._emit("skipped", request, BUDGET_EXHAUSTED)
+                    return JobResult(request, JobStatus.FAILED, error=BUDGET_EXHAUSTED)
+                submission = outcome
                 self.store.mark_submitted(key, submission.request_id)
                 self._emit("submitted", request, submission.request_id)
             else:
@@ -272,13 +273,20 @@ class Engine:
         self._emit("failed", request, error)
         return JobResult(request, JobStatus.SUBMITTED, error=f"{error} (rerun to pick it up again)")
 
-    async def _submit(self, spec: Any) -> Submission:
+    async def _submit(self, key: str, spec: GenerationSpec, cost: Decimal) -> Submission | None:
+        """Wait for a submit turn, reserve ``cost``, submit; None when the budget refuses.
+
+        A 429 (after the adapter's own waits) created nothing: the reservation is released and
+        everybody slows down before the next turn.
+        """
         while True:
             await self.limits.before_submit()
+            if self.store.begin_submit(key, cost) is None:
+                return None
             try:
                 return await self.provider.submit(spec)
             except RateLimited as exc:
-                # The adapter already waited as told; slow everybody down, then try again.
+                self.store.mark_not_sent(key, str(exc))
                 self.limits.slow_down(exc.retry_after or DEFAULT_SLOW_DOWN_S * self.policy.latency.scale)
 
     # --- a pass -------------------------------------------------------------------------------

@@ -30,8 +30,9 @@ class RunSettings(BaseSettings):
     submit_burst: int = Field(default=4, ge=1)
     #: Regenerations of a failed generation (while the budget allows).
     max_regenerations: int = Field(default=2, ge=0)
-    #: Use Prefect global concurrency limits (shared by every run on one Prefect server).
-    global_limits: bool = True
+    #: Prefect global concurrency limits (shared by every run on one Prefect server); default:
+    #: on when PREFECT_API_URL names a server, off in Prefect's ephemeral mode.
+    global_limits: bool | None = None
     #: An already running sandbox (``klingflow sandbox serve``) instead of an in-process one.
     sandbox_url: str | None = None
     sandbox_latency_scale: float = Field(default=0.02, ge=0)

@@ -379,6 +379,23 @@ class JobStore:
             )
         return self.get(key)
 
+    def mark_not_sent(self, key: str, error: str) -> None:
+        """The paid request was certainly not created (refused before it was made, e.g. 429):
+        release the reservation and put the job back to ``planned``."""
+        with self._tx() as tx:
+            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            self._settle(tx, job, 0)
+            tx.execute(
+                jobs.update()
+                .where(jobs.c.key == key)
+                .values(status=JobStatus.PLANNED.value, reserved_micro=0, error=error, updated_at=time.time())
+            )
+            tx.execute(
+                requests.update()
+                .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
+                .values(status="not_sent")
+            )
+
     def mark_submitted(self, key: str, request_id: str) -> None:
         """The provider accepted the request: remember its id before polling."""
         with self._tx() as tx:

@@ -1,0 +1,237 @@
+"""The render flow end to end on the sandbox, through Prefect, from script to archive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.media.probe import probe
+from pipeline.providers.sandbox.config import SandboxConfig
+from pipeline.providers.sandbox.server import SandboxHandle, run_sandbox
+
+from ..pipeline.render.conftest import SCALE, write_story
+
+FRAME = 1 / 24
+
+# Prefect's API clients keep loopback connections to the test API server when a flow's event
+# loop (asyncio.run) ends; the engine tests, which run the same code without Prefect, leave none.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxHandle]:
+    with run_sandbox(SandboxConfig(latency_scale=SCALE, render_scale=0.1, slots=16)) as handle:
+        yield handle
+
+
+@pytest.fixture
+def run_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: SandboxHandle) -> Path:
+    monkeypatch.setenv("KLINGFLOW_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("KLINGFLOW_SANDBOX_URL", sandbox.base_url)
+    monkeypatch.setenv("KLINGFLOW_SANDBOX_LATENCY_SCALE", str(SCALE))
+    monkeypatch.setenv("KLINGFLOW_SUBMIT_RATE_PER_S", "50")
+    monkeypatch.setenv("KLINGFLOW_SUBMIT_BURST", "8")
+    monkeypatch.setenv("KLINGFLOW_GLOBAL_LIMITS", "true")  # the harness is a real API: use its limits
+    monkeypatch.delenv("RUNCOMFY_TOKEN", raising=False)
+    return tmp_path
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_story_renders_drafts_two_finals_and_archives_them(run_env: Path, sandbox: SandboxHandle) -> None:
+    from flows.render import render
+
+    script = write_story(run_env, limit="33.00", finals=3, select="auto")
+    summary = asyncio.run(render(script=str(script), run_id="e2e", provider="sandbox", max_in_flight=6))
+
+    assert summary["delivered"], summary
+    masters = summary["masters"]
+    drafts = [m for m in masters if m["pass"] == "draft"]
+    finals = [m for m in masters if m["pass"] == "final"]
+    assert len(drafts) == 6  # 2 narratives x 3 variants
+    assert len(finals) == 4  # the budget allows 2 finals (variants a, b) x 2 narratives
+    assert summary["selected"] == ["a", "b"]
+    scripted = {"story": 40.0, "teaser": 16.0}
+    joins = {"story": 3, "teaser": 1}
+    for m in masters:
+        info = probe(m["path"])
+        assert abs(info.duration - scripted[m["narrative"]]) <= FRAME * joins[m["narrative"]] + 1e-6, m
+
+    archive = run_env / "archive" / "story-test" / "e2e"
+    manifests = sorted(archive.glob("*/*/*/manifest.json"))
+    assert len(manifests) == 10
+    ledger = sandbox.ledger()
+    charged = {e.request_id: e.cost_usd for e in ledger if e.charged}
+    assert all(e.charge_count == 1 for e in ledger if e.charged)
+    manifest_costs: dict[str, Decimal] = {}
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        assert (path.parent / "master.mp4").is_file()
+        for seg in manifest["segments"]:
+            manifest_costs[seg["request_id"]] = Decimal(seg["cost_usd"])
+    assert manifest_costs == charged  # every paid request is in a manifest, at what it cost
+    total = sum(charged.values(), Decimal(0))
+    assert total <= Decimal("33.00")
+    assert Decimal(summary["charged_usd"]) == total
+    assert Path(summary["report"]).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_manual_selection_pauses_for_a_choice_and_resumes_with_it(
+    run_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import aresume_flow_run
+
+    from flows.render import render
+
+    # A configured server (the harness's): someone can answer in its UI, so the flow pauses.
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    script = write_story(run_env, name="manual-test", limit="40.00", finals=1, select="manual")
+    text = script.read_text()
+    script.write_text(text[: text.index("  - id: teaser")] + text[text.index("variants:") :])
+
+    async def main() -> dict[str, object]:
+        flow = asyncio.create_task(render(script=str(script), run_id="manual", provider="sandbox"))
+        paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+        async with get_client() as client:
+            for _ in range(600):
+                runs = await client.read_flow_runs(flow_run_filter=paused)
+                if runs or flow.done():
+                    break
+                await asyncio.sleep(0.2)
+            assert runs, "the flow did not pause for a choice"
+            await aresume_flow_run(runs[0].id, run_input={"approve": ["c"]})
+        return await flow
+
+    summary = asyncio.run(main())
+    assert summary["selected"] == ["c"]
+    assert [m["variant"] for m in summary["masters"] if m["pass"] == "final"] == ["c"]  # type: ignore[index, union-attr]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _submitted(db: Path) -> int:
+    if not db.is_file():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute("select count(*) from jobs where request_id is not null").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_pays_each_job_once(tmp_path: Path, repo_root: Path) -> None:
+    """SIGKILL in the middle of the draft pass, run again: it completes, nothing paid twice."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KLINGFLOW_RUNS_DIR": str(tmp_path / "runs"),
+        "KLINGFLOW_SANDBOX_URL": f"http://127.0.0.1:{port}/v1",
+        "KLINGFLOW_SANDBOX_LATENCY_SCALE": "0.05",
+        # Submits half a second apart: the kill never lands between a submit and its answer.
+        "KLINGFLOW_SUBMIT_RATE_PER_S": "2",
+        "KLINGFLOW_SUBMIT_BURST": "1",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "sandbox",
+            "serve",
+            "--port",
+            str(port),
+            "--latency-scale",
+            "0.05",
+            "--render-scale",
+            "0.1",
+            "--data-dir",
+            str(tmp_path / "sandbox"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ledger_url = f"http://127.0.0.1:{port}/v1/sandbox/ledger"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(ledger_url, timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        script = write_story(tmp_path, limit="33.00", finals=3, select="all")
+        command = [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            str(script),
+            "--provider",
+            "sandbox",
+            "--run-id",
+            "crash",
+        ]
+        first = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        db = tmp_path / "runs" / "crash" / "jobs.db"
+        deadline = time.monotonic() + 180
+        while _submitted(db) < 4 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.poll() is None, "the run ended before it could be killed"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+        before = httpx.get(ledger_url, timeout=5).json()
+        assert 4 <= len(before["entries"]) < 18  # killed in the middle of the draft pass
+
+        second = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert second.returncode == 0, second.stdout + second.stderr
+
+        ledger = httpx.get(ledger_url, timeout=5).json()
+        entries = ledger if isinstance(ledger, list) else ledger["entries"]
+        assert len(entries) == 18 + 12  # every job bought once: 18 drafts, 2 finals x 6 segments
+        assert all(e["charge_count"] == 1 for e in entries)
+        with sqlite3.connect(db) as conn:
+            ids = [r[0] for r in conn.execute("select request_id from jobs where status = 'completed'")]
+        assert sorted(ids) == sorted(e["request_id"] for e in entries)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
