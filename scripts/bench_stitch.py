@@ -4,13 +4,16 @@ Usage::
 
     .venv/bin/python scripts/bench_stitch.py            # all four cases, Markdown table on stdout
     .venv/bin/python scripts/bench_stitch.py --clips 10 --mode copy   # one case
+    .venv/bin/python scripts/bench_stitch.py --crossfade  # also 10 and 40 clips with 0.5 s crossfades
 
 Clips are generated once into ``/tmp/klingflow-bench-stitch/`` (8 distinct 15 s 1080p24 clips
 with a tone, reused round-robin: identical encoder settings, so the copy path applies). Each case
 runs in a fresh child process so that ``RUSAGE_CHILDREN.ru_maxrss`` — the peak RSS of the largest
 ffmpeg/ffprobe it ran — belongs to that case alone; Python's own peak RSS is reported beside it.
-Wall time covers the whole ``stitch()`` call: probes, loudness pass 1, the stitch, verification and
-the final loudness measurement.
+Both must stay flat from 10 to 40 clips: every piece is its own ffmpeg command opening at most two
+clips, and Python only copies PCM in 1 MiB chunks. Wall time covers the whole ``stitch()`` call:
+probes, rendering the pieces, joining them, loudness pass 1, the master, verification and the final
+loudness measurement. The machine is shared: compare ``ffmpeg CPU`` too when the wall times look off.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def ensure_clips() -> list[Path]:
     return clips
 
 
-def run_case(mode: str, count: int) -> dict[str, object]:
+def run_case(mode: str, count: int, transition: str = "cut") -> dict[str, object]:
     """Stitch ``count`` clips in this process; measure wall time and peak memory."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from pipeline.media.stitch import stitch
@@ -67,8 +70,13 @@ def run_case(mode: str, count: int) -> dict[str, object]:
 
     sources = ensure_clips()
     clips = [ClipInput(path=str(sources[i % DISTINCT]), scripted_s=SECONDS) for i in range(count)]
-    options = StitchOptions(loudness_lufs=-16.0, force_reencode=mode == "reencode")
-    out = CACHE / f"master-{mode}-{count}.mp4"
+    options = StitchOptions(
+        loudness_lufs=-16.0,
+        force_reencode=mode == "reencode",
+        transition="crossfade" if transition == "crossfade" else "cut",
+        crossfade_s=0.5,
+    )
+    out = CACHE / f"master-{mode}-{transition}-{count}.mp4"
     started = time.perf_counter()
     result = stitch(clips, out, options)
     wall = time.perf_counter() - started
@@ -77,7 +85,7 @@ def run_case(mode: str, count: int) -> dict[str, object]:
     own = resource.getrusage(resource.RUSAGE_SELF)
     out.unlink()
     return {
-        "mode": result.plan.mode,
+        "mode": result.plan.mode + (" + crossfade" if result.plan.transition == "crossfade" else ""),
         "clips": count,
         "master_s": round(result.duration_s, 3),
         "wall_s": round(wall, 2),
@@ -94,18 +102,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["copy", "reencode"])
     parser.add_argument("--clips", type=int)
+    parser.add_argument("--transition", choices=["cut", "crossfade"], default="cut")
+    parser.add_argument("--crossfade", action="store_true", help="add the crossfade cases to the table")
     parser.add_argument("--json", action="store_true", help="print one JSON result (used for child runs)")
     args = parser.parse_args()
     if args.mode and args.clips:
-        result = run_case(args.mode, args.clips)
+        result = run_case(args.mode, args.clips, args.transition)
         print(json.dumps(result) if args.json else result)
         return
     ensure_clips()
     rows = []
-    for mode in ("copy", "reencode"):
+    cases = [(mode, "cut") for mode in ("copy", "reencode")]
+    if args.crossfade:
+        cases.append(("reencode", "crossfade"))
+    for mode, transition in cases:
         for count in (10, 40):
             proc = subprocess.run(
-                [sys.executable, __file__, "--mode", mode, "--clips", str(count), "--json"],
+                [
+                    sys.executable,
+                    __file__,
+                    "--mode",
+                    mode,
+                    "--clips",
+                    str(count),
+                    "--transition",
+                    transition,
+                    "--json",
+                ],
                 check=True,
                 capture_output=True,
                 text=True,

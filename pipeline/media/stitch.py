@@ -1,15 +1,30 @@
 """Executing a stitch plan: clips in, one verified master (and its SRT sidecar) out.
 
-The commands are built as data (:func:`build_measure_args`, :func:`build_stitch_args`) from a
-:class:`~pipeline.media.stitch_plan.StitchPlan` and run through :mod:`pipeline.media.run`; ffmpeg
-streams the media, Python never holds a frame. The master is written inside a temporary folder
-next to its destination and renamed into place only once it has been probed and checked.
+The commands are built as data from a :class:`~pipeline.media.stitch_plan.StitchPlan` and run
+through :mod:`pipeline.media.run`; ffmpeg streams the media, Python never holds a frame.
+
+Memory does not grow with the master's length: no command opens more than two clips. Execution
+runs in three steps, in a temporary folder next to the destination:
+
+1. **Pieces** (:func:`build_piece_args`), one command each: a clip's body, or one crossfade
+   between the tail of a clip and the head of the next. Re-encoding renders each piece's video
+   with the same encoder settings; both modes write each piece's audio as raw 48 kHz stereo PCM,
+   exactly as many samples as the piece lasts, so audio joins cannot drift.
+2. **Join**: the PCM pieces are concatenated byte for byte (:func:`join_pcm`); the video is
+   joined by the concat demuxer (:func:`concat_list_text` over the clips in copy mode,
+   :func:`piece_list_text` over the rendered pieces otherwise) and stream-copied.
+3. **Master**: loudness pass 1 reads the joined PCM only (:func:`build_measure_args`); one
+   command muxes the copied video, the normalised audio encoded once to AAC and the subtitles
+   (:func:`build_stitch_args`).
+
+The master is probed and checked before it is renamed into place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Hashable, Sequence
@@ -30,12 +45,30 @@ from pipeline.media.loudness import (
 )
 from pipeline.media.probe import Probe, is_faststart, probe
 from pipeline.media.run import ffmpeg
-from pipeline.media.stitch_plan import ClipInput, ClipPlan, StitchOptions, StitchPlan, plan_stitch
+from pipeline.media.stitch_plan import (
+    SAMPLE_RATE,
+    ClipInput,
+    ClipPlan,
+    Piece,
+    Span,
+    StitchOptions,
+    StitchPlan,
+    incompatibilities,
+    plan_stitch,
+)
 from pipeline.media.subtitles import Cue, to_srt
 
-SAMPLE_RATE = 48_000
 #: Keyframe every two seconds in re-encoded masters, so editors and players seek quickly.
 KEYFRAME_INTERVAL_S = 2
+#: Raw PCM of every piece and of the joined audio: 32-bit float keeps a crossfade's sum unclipped.
+PCM_FORMAT = "f32le"
+PCM_CHANNELS = 2
+PCM_SAMPLE_BYTES = 4
+#: Frames of the last picture held past a span's end, so its trim always has a frame to end on.
+HOLD_MARGIN_S = 1.0
+#: Input seeks land this much before the span's first frame so that frame survives the rounding
+#: of the seek time (a frame exactly at the seek point could otherwise be dropped).
+SEEK_LEAD_S = 1e-4
 _HASH_CHUNK = 1 << 20
 
 
@@ -60,25 +93,40 @@ class StitchResult(BaseModel):
 # --- building commands (pure) -----------------------------------------------------------------
 
 
+def _ffconcat(entries: Sequence[tuple[str | Path, float]]) -> str:
+    lines: list[str] = ["ffconcat version 1.0"]
+    for path, duration in entries:
+        quoted = str(Path(path).resolve()).replace("'", "'\\''")
+        lines += [f"file '{quoted}'", f"duration {duration:.6f}"]
+    return "\n".join(lines) + "\n"
+
+
 def concat_list_text(plan: StitchPlan) -> str:
     """The concat-demuxer list for copy mode, with each clip's video length as its ``duration``.
 
     Giving the duration makes the next clip start where this clip's *video* ends, even when its
     audio track runs longer (the container duration would follow the audio).
     """
-    lines: list[str] = ["ffconcat version 1.0"]
-    for clip in plan.clips:
-        quoted = str(Path(clip.path).resolve()).replace("'", "'\\''")
-        lines += [f"file '{quoted}'", f"duration {clip.take_s:.6f}"]
-    return "\n".join(lines) + "\n"
+    return _ffconcat([(clip.path, clip.take_s) for clip in plan.clips])
+
+
+def piece_paths(work: str | Path, piece: Piece) -> tuple[Path, Path]:
+    """Where a piece's video (MP4, re-encoding only) and raw PCM audio are written in ``work``."""
+    stem = Path(work) / f"piece-{piece.index:05d}"
+    return stem.with_suffix(".mp4"), stem.with_suffix(".pcm")
+
+
+def piece_list_text(plan: StitchPlan, work: str | Path) -> str:
+    """The concat-demuxer list of the re-encoded pieces, each lasting exactly its frames."""
+    return _ffconcat([(piece_paths(work, p)[0], float(p.frames / plan.frame_rate)) for p in plan.pieces])
 
 
 def _fan_out(bases: Sequence[tuple[Hashable, Any]], split_filter: str) -> list[Any]:
-    """One stream per clip, splitting a source that serves several clips.
+    """One stream per use, splitting a source that serves several.
 
-    ffmpeg-python merges identical nodes: the same file (or two equally long silences) listed twice
+    ffmpeg-python merges identical nodes: the same input (or two equally long silences) used twice
     would become one node feeding two chains, which it refuses. Splitting the shared source gives
-    each use its own branch, and the file is still opened only once.
+    each use its own branch, and the input is still opened only once.
     """
     uses = Counter(key for key, _ in bases)
     splits: dict[Hashable, Any] = {}
@@ -95,46 +143,35 @@ def _fan_out(bases: Sequence[tuple[Hashable, Any]], split_filter: str) -> list[A
     return streams
 
 
-def _clip_sources(plan: StitchPlan) -> dict[str, Any]:
-    paths = {str(Path(c.path).resolve()) for c in plan.clips}
-    return {path: ffmpeg_builder.input(path) for path in sorted(paths)}
+def _seconds(value: float) -> str:
+    return f"{value:.6f}"
 
 
-def _audio_sources(plan: StitchPlan, sources: dict[str, Any]) -> list[Any]:
-    bases: list[tuple[Hashable, Any]] = []
-    for clip in plan.clips:
-        if clip.has_audio:
-            path = str(Path(clip.path).resolve())
-            bases.append((path, sources[path]["a:0"]))
-        else:
-            # A clip without audio gets silence bounded to its length (an endless source never ends).
-            silence = ffmpeg_builder.input(
-                f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi", t=f"{clip.take_s:.6f}"
-            )
-            bases.append((("silence", clip.take_s), silence))
-    return _fan_out(bases, "asplit")
+def _span_input(plan: StitchPlan, span: Span) -> tuple[Hashable, Any]:
+    clip = plan.clips[span.clip]
+    path = str(Path(clip.path).resolve())
+    if span.seek_s > 0:
+        seek = max(0.0, span.seek_s - SEEK_LEAD_S)
+        return (path, seek), ffmpeg_builder.input(path, ss=_seconds(seek))
+    return (path, 0.0), ffmpeg_builder.input(path)
 
 
-def _video_sources(plan: StitchPlan, sources: dict[str, Any]) -> list[Any]:
-    paths = [str(Path(c.path).resolve()) for c in plan.clips]
-    return _fan_out([(path, sources[path]["v:0"]) for path in paths], "split")
-
-
-def _audio_piece(clip: ClipPlan, stream: Any) -> Any:
-    """One clip's audio as exactly ``take_s`` of 48 kHz stereo (bounded silence without audio)."""
+def _audio_piece(clip: ClipPlan, span: Span, samples: int, stream: Any) -> Any:
+    """``samples`` of one clip's audio from ``span``, as 48 kHz stereo (silence without audio)."""
     if clip.has_audio:
         # async + first_pts: fill any gap at the start or inside with silence, keeping sync.
         stream = stream.filter("aresample", SAMPLE_RATE, **{"async": 1, "first_pts": 0})
+    end = span.first_sample + samples
     return (
-        stream.filter("aformat", sample_fmts="fltp", sample_rates=SAMPLE_RATE, channel_layouts="stereo")
-        .filter("atrim", end=f"{clip.take_s:.6f}")
-        .filter("apad", whole_dur=f"{clip.take_s:.6f}")
+        stream.filter("aformat", sample_fmts="flt", sample_rates=SAMPLE_RATE, channel_layouts="stereo")
+        .filter("apad", whole_len=end)
+        .filter("atrim", start_sample=span.first_sample, end_sample=end)
         .filter("asetpts", "PTS-STARTPTS")
     )
 
 
-def _video_piece(plan: StitchPlan, clip: ClipPlan, stream: Any) -> Any:
-    """One clip's video on the plan's canvas, constant rate, exactly ``take_s`` long."""
+def _video_piece(plan: StitchPlan, clip: ClipPlan, span: Span, frames: int, stream: Any) -> Any:
+    """``frames`` of one clip's video from ``span``, on the plan's canvas at its constant rate."""
     width, height = plan.canvas
     stream = stream.filter("setpts", "PTS-STARTPTS")
     if clip.sar != 1:
@@ -147,88 +184,137 @@ def _video_piece(plan: StitchPlan, clip: ClipPlan, stream: Any) -> Any:
         .filter("fps", str(plan.frame_rate))
         .filter("format", "yuv420p")
     )
-    # Hold the last frame a little past the end (and over any shortfall) so the trim below always
-    # has a frame to end on, whatever the rate conversion rounded to.
-    hold = clip.pad_s + 2 * plan.frame_s
+    # Hold the last frame past the end of the source (over any shortfall, plus a margin) so the
+    # trim always has its frames, whatever the probe and the rate conversion rounded to.
+    end = span.first_frame + frames
+    available = (clip.source_s - span.seek_s) * plan.frame_rate
+    hold = max(0, end - int(available)) + round(HOLD_MARGIN_S * plan.frame_rate)
     return (
-        stream.filter("tpad", stop_mode="clone", stop_duration=f"{hold:.6f}")
-        .filter("trim", end=f"{clip.take_s:.6f}")
+        stream.filter("tpad", stop_mode="clone", stop=hold)
+        .filter("trim", start_frame=span.first_frame, end_frame=end)
         .filter("setpts", "PTS-STARTPTS")
     )
 
 
-def _join_audio(plan: StitchPlan, pieces: Sequence[Any]) -> Any:
-    if len(pieces) == 1:
-        return pieces[0]
-    if plan.transition == "crossfade":
-        joined = pieces[0]
-        for piece in pieces[1:]:
-            joined = ffmpeg_builder.filter([joined, piece], "acrossfade", d=f"{plan.crossfade_s:.6f}")
-        return joined
-    return ffmpeg_builder.concat(*pieces, v=0, a=1)
-
-
-def _join_video(plan: StitchPlan, pieces: Sequence[Any]) -> Any:
-    if len(pieces) == 1:
-        return pieces[0]
-    if plan.transition == "crossfade":
-        joined = pieces[0]
-        for piece, offset in zip(pieces[1:], plan.xfade_offsets, strict=True):
-            joined = ffmpeg_builder.filter(
-                [joined, piece],
+def _piece_streams(plan: StitchPlan, piece: Piece, *, with_video: bool) -> tuple[Any | None, Any]:
+    """The piece's video (None when not rendered) and audio streams."""
+    opened = [_span_input(plan, span) for span in piece.spans]
+    audio_bases: list[tuple[Hashable, Any]] = []
+    for span, (key, node) in zip(piece.spans, opened, strict=True):
+        clip = plan.clips[span.clip]
+        if clip.has_audio:
+            audio_bases.append((key, node["a:0"]))
+        else:
+            # A clip without audio gets silence bounded to the piece (an endless source never ends).
+            seconds = _seconds(piece.samples / SAMPLE_RATE)
+            silence = ffmpeg_builder.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi", t=seconds)
+            audio_bases.append((("silence", seconds), silence))
+    audios = [
+        _audio_piece(plan.clips[span.clip], span, piece.samples, stream)
+        for span, stream in zip(piece.spans, _fan_out(audio_bases, "asplit"), strict=True)
+    ]
+    video: Any | None = None
+    if with_video:
+        bases = [(key, node["v:0"]) for key, node in opened]
+        videos = [
+            _video_piece(plan, plan.clips[span.clip], span, piece.frames, stream)
+            for span, stream in zip(piece.spans, _fan_out(bases, "split"), strict=True)
+        ]
+        video = videos[0]
+        if piece.kind == "crossfade":
+            video = ffmpeg_builder.filter(
+                videos,
                 "xfade",
                 transition="fade",
-                duration=f"{plan.crossfade_s:.6f}",
-                offset=f"{offset:.6f}",
+                duration=_seconds(float(piece.frames / plan.frame_rate)),
+                offset=0,
             )
-        return joined
-    return ffmpeg_builder.concat(*pieces, v=1, a=0)
+    audio = audios[0]
+    if piece.kind == "crossfade":
+        # Both sides are exactly ``samples`` long, so the fade spans the whole piece.
+        audio = ffmpeg_builder.filter(audios, "acrossfade", ns=piece.samples)
+    return video, audio
 
 
-def _master_audio(plan: StitchPlan, sources: dict[str, Any], measured: LoudnormMeasurement | None) -> Any:
-    pieces = _audio_sources(plan, sources)
-    audio = _join_audio(plan, [_audio_piece(c, src) for c, src in zip(plan.clips, pieces, strict=True)])
-    opts = plan.options
-    if opts.loudness_lufs is not None and measured is not None:
-        audio = audio.filter(
-            "loudnorm",
-            **loudnorm_options(opts.loudness_lufs, opts.true_peak_db, opts.loudness_range_lu, measured),
+def _pcm_output(stream: Any, path: str | Path) -> Any:
+    return ffmpeg_builder.output(
+        stream, str(path), f=PCM_FORMAT, acodec=f"pcm_{PCM_FORMAT}", ar=SAMPLE_RATE, ac=PCM_CHANNELS
+    )
+
+
+def build_piece_args(plan: StitchPlan, piece: Piece, work: str | Path) -> list[str]:
+    """The ffmpeg arguments that render one piece into ``work`` (see :func:`piece_paths`).
+
+    Its audio always, as raw PCM of exactly ``piece.samples``; its video (``piece.frames`` frames
+    of H.264, the same encoder settings for every piece) only when the plan re-encodes. Opens at
+    most the two clips of a crossfade.
+    """
+    video_path, audio_path = piece_paths(work, piece)
+    video, audio = _piece_streams(plan, piece, with_video=plan.mode == "reencode")
+    outputs = [_pcm_output(audio, audio_path)]
+    if video is not None:
+        opts = plan.options
+        outputs.insert(
+            0,
+            ffmpeg_builder.output(
+                video,
+                str(video_path),
+                vcodec="libx264",
+                preset=opts.x264_preset,
+                crf=opts.x264_crf,
+                pix_fmt="yuv420p",
+                g=max(1, round(KEYFRAME_INTERVAL_S * plan.frame_rate)),
+                f="mp4",
+            ),
         )
-    return audio
+    node = outputs[0] if len(outputs) == 1 else ffmpeg_builder.merge_outputs(*outputs)
+    return to_args(node)
 
 
-def build_measure_args(plan: StitchPlan) -> list[str]:
-    """Pass 1 of loudness normalisation: the master's audio graph into ``loudnorm`` (JSON), no file.
+def _pcm_input(path: str | Path) -> Any:
+    return ffmpeg_builder.input(str(path), f=PCM_FORMAT, ar=SAMPLE_RATE, ac=PCM_CHANNELS)
 
-    Measuring the filter graph rather than an encoded master means the audio is encoded once.
+
+def build_measure_args(plan: StitchPlan, audio: str | Path) -> list[str]:
+    """Pass 1 of loudness normalisation: the joined PCM ``audio`` into ``loudnorm`` (JSON), no file.
+
+    Reads the master's audio before it is encoded, and nothing else: no video is demuxed.
     """
     opts = plan.options
     if opts.loudness_lufs is None:
         raise ValueError("the plan has no loudness target to measure for")
-    audio = _master_audio(plan, _clip_sources(plan), None).filter(
+    stream = _pcm_input(audio)["a"].filter(
         "loudnorm", **loudnorm_options(opts.loudness_lufs, opts.true_peak_db, opts.loudness_range_lu)
     )
-    return to_args(ffmpeg_builder.output(audio, "-", f="null"), overwrite=False)
+    return to_args(ffmpeg_builder.output(stream, "-", f="null"), overwrite=False)
 
 
 def build_stitch_args(
     plan: StitchPlan,
     out_path: str | Path,
     *,
-    concat_list: str | Path | None = None,
+    concat_list: str | Path,
+    audio: str | Path,
     srt_path: str | Path | None = None,
     measured: LoudnormMeasurement | None = None,
 ) -> list[str]:
     """The ffmpeg arguments that write the master to ``out_path``.
 
-    Copy mode reads the video through the concat demuxer list ``concat_list`` (see
-    :func:`concat_list_text`); ``srt_path`` adds an embedded ``mov_text`` track; ``measured``
-    (pass 1's result) turns on loudness normalisation when the plan has a target.
+    The video is stream-copied through the concat demuxer list ``concat_list`` (the clips in copy
+    mode, the rendered pieces otherwise); ``audio`` is the joined PCM, encoded once to AAC;
+    ``srt_path`` adds an embedded ``mov_text`` track; ``measured`` (pass 1's result) turns on
+    loudness normalisation when the plan has a target.
     """
     opts = plan.options
-    sources = _clip_sources(plan)
-    audio = _master_audio(plan, sources, measured)
+    video = ffmpeg_builder.input(str(concat_list), f="concat", safe=0)["v:0"]
+    sound = _pcm_input(audio)["a"]
+    if opts.loudness_lufs is not None and measured is not None:
+        sound = sound.filter(
+            "loudnorm",
+            **loudnorm_options(opts.loudness_lufs, opts.true_peak_db, opts.loudness_range_lu, measured),
+        )
     out_kwargs: dict[str, object] = {
+        "vcodec": "copy",
         "acodec": "aac",
         "audio_bitrate": opts.audio_bitrate,
         "ar": SAMPLE_RATE,
@@ -236,34 +322,17 @@ def build_stitch_args(
         "movflags": "+faststart",
         "f": "mp4",
     }
-    if plan.mode == "copy":
-        if concat_list is None:
-            raise ValueError("copy mode needs the concat list file")
-        video = ffmpeg_builder.input(str(concat_list), f="concat", safe=0)["v:0"]
-        out_kwargs["vcodec"] = "copy"
-    else:
-        pieces = _video_sources(plan, sources)
-        video = _join_video(
-            plan, [_video_piece(plan, c, src) for c, src in zip(plan.clips, pieces, strict=True)]
-        )
-        out_kwargs.update(
-            vcodec="libx264",
-            preset=opts.x264_preset,
-            crf=opts.x264_crf,
-            pix_fmt="yuv420p",
-            g=max(1, round(KEYFRAME_INTERVAL_S * plan.frame_rate)),
-        )
-    streams = [video, audio]
+    streams = [video, sound]
     if srt_path is not None:
         streams.append(ffmpeg_builder.input(str(srt_path), f="srt")["s:0"])
         out_kwargs["c:s"] = "mov_text"
     return to_args(ffmpeg_builder.output(*streams, str(out_path), **out_kwargs))
 
 
-def stitch_timeout(plan: StitchPlan) -> float:
-    """A generous limit for one stitch command, scaled by the master's length and the mode."""
-    per_second = 1.0 if plan.mode == "copy" else 8.0
-    return 120.0 + per_second * plan.expected_duration_s
+def command_timeout(media_s: float, *, encodes_video: bool) -> float:
+    """A generous limit for one command handling ``media_s`` seconds of the master."""
+    per_second = 8.0 if encodes_video else 1.0
+    return 60.0 + per_second * media_s
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -313,6 +382,61 @@ def _clamped_cues(cues: Sequence[Cue], end_s: float) -> list[Cue]:
     ]
 
 
+def join_pcm(parts: Sequence[str | Path], out: str | Path, *, remove: bool = False) -> int:
+    """Concatenate raw PCM files into ``out``, streaming in 1 MiB chunks; returns bytes written.
+
+    Raw PCM has no header and no priming, so the join is exact to the sample. With ``remove``,
+    each part is deleted once copied, so the work folder holds the audio only about once.
+    """
+    written = 0
+    with Path(out).open("wb") as sink:
+        for part in parts:
+            with Path(part).open("rb") as source:
+                shutil.copyfileobj(source, sink, _HASH_CHUNK)
+                written += source.tell()
+            if remove:
+                Path(part).unlink()
+    return written
+
+
+def _check_pieces(plan: StitchPlan, work: Path) -> None:
+    """Refuse to stream-copy rendered pieces whose video parameters differ (a broken master)."""
+    probes = [probe(piece_paths(work, piece)[0]) for piece in plan.pieces]
+    problems = incompatibilities(probes)
+    if problems:
+        raise MediaError("rendered pieces cannot be joined by stream copy: " + "; ".join(problems[:5]))
+
+
+def render_pieces(plan: StitchPlan, work: Path, *, timeout: float | None = None) -> tuple[Path, Path]:
+    """Render every piece into ``work``, one command at a time; join their audio.
+
+    Returns the concat list for the master's video and the joined PCM audio.
+    """
+    encodes = plan.mode == "reencode"
+    for piece in plan.pieces:
+        seconds = piece.samples / SAMPLE_RATE
+        sources = " into ".join(Path(plan.clips[span.clip].path).name for span in piece.spans)
+        what = f"piece {piece.index + 1} of {len(plan.pieces)} ({piece.kind} of {sources})"
+        ffmpeg(
+            build_piece_args(plan, piece, work),
+            timeout=timeout if timeout is not None else command_timeout(seconds, encodes_video=encodes),
+            what=what,
+        )
+        # Exactly its samples, or the joins would drift: check before anything is joined.
+        written = piece_paths(work, piece)[1].stat().st_size // (PCM_CHANNELS * PCM_SAMPLE_BYTES)
+        if written != piece.samples:
+            raise MediaError(f"{what} wrote {written} audio samples, expected {piece.samples}")
+    concat_list = work / "video.ffconcat"
+    if encodes:
+        _check_pieces(plan, work)
+        concat_list.write_text(piece_list_text(plan, work), encoding="utf-8")
+    else:
+        concat_list.write_text(concat_list_text(plan), encoding="utf-8")
+    audio = work / f"audio.{PCM_FORMAT}"
+    join_pcm([piece_paths(work, p)[1] for p in plan.pieces], audio, remove=True)
+    return concat_list, audio
+
+
 def execute_stitch(
     plan: StitchPlan,
     output: str | Path,
@@ -320,40 +444,42 @@ def execute_stitch(
     subtitles: Sequence[Cue] | None = None,
     timeout: float | None = None,
 ) -> StitchResult:
-    """Run ``plan``: measure loudness (pass 1), write and verify the master, rename it into place.
+    """Run ``plan``: render the pieces, measure loudness, write and verify the master, rename it.
 
     With cues, an SRT sidecar is written beside the master (same name, ``.srt``) and embedded as a
-    ``mov_text`` track. Raises MediaError when ffmpeg fails or the result does not verify; nothing
-    is left at ``output`` in that case.
+    ``mov_text`` track. ``timeout`` limits each ffmpeg command (default: scaled to its work).
+    Raises MediaError when ffmpeg fails or the result does not verify; nothing is left at
+    ``output`` in that case.
     """
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    limit = timeout if timeout is not None else stitch_timeout(plan)
+    whole = timeout if timeout is not None else command_timeout(plan.expected_duration_s, encodes_video=False)
     cues = _clamped_cues(subtitles or [], plan.expected_duration_s)
     # The work folder sits beside the destination so the final rename stays on one filesystem.
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.") as tmp:
         work = Path(tmp)
-        concat_list: Path | None = None
-        if plan.mode == "copy":
-            concat_list = work / "clips.ffconcat"
-            concat_list.write_text(concat_list_text(plan), encoding="utf-8")
+        concat_list, audio = render_pieces(plan, work, timeout=timeout)
         srt: Path | None = None
         if cues:
             srt = work / "subtitles.srt"
             srt.write_text(to_srt(cues), encoding="utf-8")
         measured: LoudnormMeasurement | None = None
         if plan.options.loudness_lufs is not None:
-            pass1 = ffmpeg(build_measure_args(plan), timeout=limit, what=f"loudness pass 1 of {out.name}")
+            pass1 = ffmpeg(
+                build_measure_args(plan, audio), timeout=whole, what=f"loudness pass 1 of {out.name}"
+            )
             measured = parse_loudnorm_json(pass1)
         apply = measured if measured is not None and not measured.is_silent else None
         master = work / "master.mp4"
         ffmpeg(
-            build_stitch_args(plan, master, concat_list=concat_list, srt_path=srt, measured=apply),
-            timeout=limit,
+            build_stitch_args(
+                plan, master, concat_list=concat_list, audio=audio, srt_path=srt, measured=apply
+            ),
+            timeout=whole,
             what=f"stitch of {out.name}",
         )
         checked = verify_master(plan, master, expect_subtitles=bool(cues))
-        loudness = measure_loudness(master, timeout=limit)
+        loudness = measure_loudness(master, timeout=whole)
         digest, size = sha256_file(master)
         srt_out: Path | None = None
         if srt is not None:

@@ -7,20 +7,28 @@ Two modes:
 
 * ``copy`` — every clip has the same video codec parameters (see :func:`incompatibilities`), the
   joins are cuts and no clip needs trimming: the video is stream-copied through the concat
-  demuxer and only the audio is rebuilt (once, through the concat *filter*, each clip's audio
-  padded/trimmed to its own video length so nothing drifts at the joins).
+  demuxer and only the audio is rebuilt (each clip's audio padded/trimmed to its own video length
+  so nothing drifts at the joins).
 * ``reencode`` — anything else: every clip is normalised to one canvas (scale + pad, SAR 1,
   constant frame rate, yuv420p, 48 kHz stereo), trimmed or padded to its scripted length, and
   joined by cuts or by xfade/acrossfade.
 
+Either way the master is made of :class:`Piece` s rendered one ffmpeg command at a time — a
+clip's body, or one crossfade between the tail of a clip and the head of the next — so no command
+ever opens more than two clips, and memory does not grow with the number of clips. Pieces are
+measured in whole frames and samples of the master, so they join exactly: their video is joined
+by the concat demuxer (stream copy), their PCM audio byte for byte.
+
 Stream copy cannot cut a clip exactly: with B-frames the concat demuxer's ``outpoint`` keeps
 packets past the cut and duplicates timestamps (measured: a 4 s clip cut at 2.5 s gave two extra
 frames with repeated pts). A clip longer than scripted by more than a frame therefore forces the
-re-encode.
+re-encode — of every clip: a re-encoded piece cannot sit among stream-copied clips, whose encoder
+parameters (SPS/PPS) it would not share.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
@@ -40,6 +48,11 @@ DEFAULT_FRAME_RATE = Fraction(24)
 COPY_LENGTH_TOLERANCE_FRAMES = 1
 #: A millisecond of slack on every comparison of float durations from ffprobe.
 _EPS = 1e-3
+#: Every piece's audio, and so the master's, is 48 kHz stereo.
+SAMPLE_RATE = 48_000
+#: A span starting later than this in its clip seeks there instead of decoding from the start;
+#: the seek stays this far before the clip's end, so there is always a frame to hold.
+SEEK_MARGIN_S = 1.0
 
 
 class ClipInput(BaseModel):
@@ -98,6 +111,42 @@ class ClipPlan(BaseModel):
     start_s: float
 
 
+class Span(BaseModel):
+    """The stretch of one clip that a piece uses, on the clip's normalised timeline.
+
+    The clip is opened with an input seek of ``seek_s`` (0: read from the start); after it,
+    ``first_frame`` frames (at the plan's rate) and ``first_sample`` samples (48 kHz) are skipped
+    and the piece's length taken. The seek is a whole number of frames, so frames and samples
+    skipped describe the same instant.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    clip: int
+    seek_s: float = Field(ge=0)
+    first_frame: int = Field(ge=0)
+    first_sample: int = Field(ge=0)
+
+
+class Piece(BaseModel):
+    """One separately rendered stretch of the master, in whole frames and samples.
+
+    ``clip``: the body of one clip (one span). ``crossfade``: the overlap of two neighbours, the
+    outgoing clip's tail faded into the incoming clip's head (two spans of the same length).
+    Consecutive pieces tile the master: each starts where the previous one ends.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    kind: Literal["clip", "crossfade"]
+    spans: tuple[Span, ...] = Field(min_length=1, max_length=2)
+    start_frame: int = Field(ge=0)
+    frames: int = Field(gt=0)
+    start_sample: int = Field(ge=0)
+    samples: int = Field(gt=0)
+
+
 class StitchPlan(BaseModel):
     """The whole decision: mode (and why), canvas, rate, per-clip lengths, joins, total length."""
 
@@ -113,6 +162,8 @@ class StitchPlan(BaseModel):
     xfade_offsets: tuple[float, ...]
     expected_duration_s: float
     options: StitchOptions
+    #: How the master is rendered, in order; in copy mode only their audio is rendered.
+    pieces: tuple[Piece, ...]
 
     @model_validator(mode="after")
     def _consistent(self) -> StitchPlan:
@@ -139,6 +190,88 @@ def master_starts(takes: Sequence[float], crossfade_s: float = 0.0) -> list[floa
         starts.append(acc - k * crossfade_s)
         acc += take
     return starts
+
+
+def _sample_at(frame: int, frame_rate: Fraction) -> int:
+    """The first audio sample of video frame ``frame``: exact, so frames and samples never drift."""
+    return round(Fraction(frame) * SAMPLE_RATE / frame_rate)
+
+
+def _span(clip: ClipPlan, local_frame: int, frame_rate: Fraction) -> Span:
+    """Where a piece starting ``local_frame`` frames into ``clip`` reads it from."""
+    if local_frame == 0:
+        return Span(clip=clip.index, seek_s=0.0, first_frame=0, first_sample=0)
+    # Seek near the start of the span (a whole number of frames), but never past the last
+    # second of the source: a padded clip's tail is its last frame held, which needs a frame.
+    latest = max(0.0, clip.source_s - SEEK_MARGIN_S)
+    seek_frame = min(local_frame, math.floor(latest * frame_rate))
+    skip = local_frame - seek_frame
+    return Span(
+        clip=clip.index,
+        seek_s=float(seek_frame / frame_rate),
+        first_frame=skip,
+        first_sample=_sample_at(skip, frame_rate),
+    )
+
+
+def plan_pieces(
+    clips: Sequence[ClipPlan], frame_rate: Fraction, crossfade_s: float = 0.0, *, copy: bool = False
+) -> tuple[Piece, ...]:
+    """Cut the master into pieces: each clip's body and, with crossfades, each overlap.
+
+    Boundaries are rounded to whole frames of the master (clip ``k`` starts at frame
+    ``round(start_k · rate)``) and samples follow frames exactly, so the pieces' lengths add up to
+    the master's. In ``copy`` mode each clip is one piece of its own length (only audio is
+    rendered; the concat demuxer places the clips' video by the same lengths).
+    """
+    if copy:
+        edges = [c.start_s for c in clips] + [clips[-1].start_s + clips[-1].take_s]
+        samples = [round(t * SAMPLE_RATE) for t in edges]
+        frames = [round(t * frame_rate) for t in edges]
+        return tuple(
+            Piece(
+                index=k,
+                kind="clip",
+                spans=(Span(clip=k, seek_s=0.0, first_frame=0, first_sample=0),),
+                start_frame=frames[k],
+                # Informational: copy mode copies the clip's own frames.
+                frames=max(1, frames[k + 1] - frames[k]),
+                start_sample=samples[k],
+                samples=samples[k + 1] - samples[k],
+            )
+            for k in range(len(clips))
+        )
+
+    def frame(t: float) -> int:
+        return round(t * frame_rate)
+
+    origin = [frame(c.start_s) for c in clips]
+    last = len(clips) - 1
+    # (first master frame, end master frame, clips involved) in master order.
+    stretches: list[tuple[int, int, tuple[int, ...]]] = []
+    for k, c in enumerate(clips):
+        head = crossfade_s if k > 0 else 0.0
+        tail = crossfade_s if k < last else 0.0
+        stretches.append((frame(c.start_s + head), frame(c.start_s + c.take_s - tail), (k,)))
+        if k < last and crossfade_s:
+            stretches.append((origin[k + 1], frame(c.start_s + c.take_s), (k, k + 1)))
+    pieces: list[Piece] = []
+    for begin, end, involved in stretches:
+        if end <= begin:
+            continue  # a body wholly taken by the crossfades either side of it
+        start_sample = _sample_at(begin, frame_rate)
+        pieces.append(
+            Piece(
+                index=len(pieces),
+                kind="clip" if len(involved) == 1 else "crossfade",
+                spans=tuple(_span(clips[k], begin - origin[k], frame_rate) for k in involved),
+                start_frame=begin,
+                frames=end - begin,
+                start_sample=start_sample,
+                samples=_sample_at(end, frame_rate) - start_sample,
+            )
+        )
+    return tuple(pieces)
 
 
 def _video_signature(p: Probe) -> dict[str, object]:
@@ -259,6 +392,7 @@ def plan_stitch(
         for i, (clip, p, take, start) in enumerate(zip(clips, probes, takes, starts, strict=True))
     )
     return StitchPlan(
+        pieces=plan_pieces(plans, frame_rate, fade, copy=mode == "copy"),
         mode=mode,
         reasons=tuple(reasons),
         canvas=canvas,

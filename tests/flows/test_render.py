@@ -98,10 +98,10 @@ def test_manual_selection_pauses_for_a_choice_and_resumes_with_it(
     run_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
     from prefect.flow_runs import aresume_flow_run
+    from prefect.settings import PREFECT_API_URL
 
     from flows.render import render
 

@@ -11,7 +11,7 @@ from pipeline.media.loudness import measure_loudness
 from pipeline.media.probe import is_faststart, probe
 from pipeline.media.qc import check
 from pipeline.media.run import run_media_command
-from pipeline.media.stitch import StitchResult, execute_stitch, stitch
+from pipeline.media.stitch import StitchResult, execute_stitch, join_pcm, stitch
 from pipeline.media.stitch_plan import ClipInput, StitchOptions, plan_stitch
 from pipeline.media.subtitles import Cue, DialogueLine, ShotTiming, cues_for_shots, parse_srt, to_srt
 
@@ -134,6 +134,20 @@ def test_crossfades_shorten_the_master_by_the_overlaps(
     assert_master(result, None, None)
 
 
+def test_a_short_clip_holds_its_last_frame_into_a_crossfade(
+    compatible_clips: list[tuple[Path, float]], tmp_path: Path
+) -> None:
+    # 3 s of video scripted as 4.5 s: the crossfade's tail lies wholly in the held last frame.
+    (first, _), (second, seconds) = compatible_clips[:2]
+    clips = [ClipInput(path=str(first), scripted_s=4.5), ClipInput(path=str(second), scripted_s=seconds)]
+    options = StitchOptions(transition="crossfade", crossfade_s=0.5, loudness_lufs=None)
+    result = stitch(clips, tmp_path / "held.mp4", options)
+    assert result.plan.mode == "reencode"
+    assert [p.kind for p in result.plan.pieces] == ["clip", "crossfade", "clip"]
+    assert result.plan.pieces[1].spans[0].seek_s == pytest.approx(2.0)
+    assert_master(result, None, None)
+
+
 def test_a_master_that_does_not_verify_is_not_delivered(
     compatible_clips: list[tuple[Path, float]], tmp_path: Path
 ) -> None:
@@ -143,6 +157,20 @@ def test_a_master_that_does_not_verify_is_not_delivered(
     with pytest.raises(MediaError, match="failed verification"):
         execute_stitch(wrong, tmp_path / "m.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_piece_leaves_no_pieces_behind(
+    compatible_clips: list[tuple[Path, float]], tmp_path: Path
+) -> None:
+    clips = _inputs(compatible_clips)
+    plan = plan_stitch(clips, [probe(c.path) for c in clips], StitchOptions(loudness_lufs=None))
+    junk = tmp_path / "gone.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+    broken = plan.clips[1].model_copy(update={"path": str(junk)})
+    wrong = plan.model_copy(update={"clips": (plan.clips[0], broken, plan.clips[2])})
+    with pytest.raises(MediaError, match=r"piece 2 of 3 \(clip of gone.mp4\)"):
+        execute_stitch(wrong, tmp_path / "out" / "m.mp4")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_a_missing_clip_is_a_media_error(tmp_path: Path) -> None:
@@ -155,3 +183,13 @@ def test_an_unreadable_clip_is_a_media_error(tmp_path: Path) -> None:
     junk.write_bytes(b"not a video at all" * 100)
     with pytest.raises(MediaError, match="ffprobe"):
         stitch([ClipInput(path=str(junk), scripted_s=3)], tmp_path / "m.mp4")
+
+
+def test_pcm_pieces_are_joined_byte_for_byte(tmp_path: Path) -> None:
+    parts = [tmp_path / f"p{i}.pcm" for i in range(3)]
+    for i, part in enumerate(parts):
+        part.write_bytes(bytes([i]) * (1000 + i))
+    written = join_pcm(parts, tmp_path / "all.pcm", remove=True)
+    assert written == 3003
+    assert (tmp_path / "all.pcm").read_bytes() == b"\x00" * 1000 + b"\x01" * 1001 + b"\x02" * 1002
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.pcm"]
