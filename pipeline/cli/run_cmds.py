@@ -93,6 +93,9 @@ class RunProgress:
 def _prefect_env(verbose: bool) -> None:
     # Before Prefect is imported: no analytics (no network here) and quiet logs under the bars.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The ephemeral server takes seconds to start; on a busy 2-core machine more than Prefect's
+    # default 20 s wait.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 

@@ -202,19 +202,15 @@ def test_killed_run_resumes_and_pays_each_job_once(tmp_path: Path, repo_root: Pa
             "--run-id",
             "crash",
         ]
+        log = (tmp_path / "first-run.log").open("w")
         first = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         db = tmp_path / "runs" / "crash" / "jobs.db"
         deadline = time.monotonic() + 180
         while _submitted(db) < 4 and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert first.poll() is None, "the run ended before it could be killed"
+        assert first.poll() is None, (tmp_path / "first-run.log").read_text()[-3000:]
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
         before = httpx.get(ledger_url, timeout=5).json()
