@@ -22,7 +22,6 @@ The master is probed and checked before it is renamed into place.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -35,6 +34,7 @@ import ffmpeg as ffmpeg_builder
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import MediaError
+from pipeline.hashing import sha256_file
 from pipeline.media.command import to_args
 from pipeline.media.loudness import (
     Loudness,
@@ -338,17 +338,6 @@ def command_timeout(media_s: float, *, encodes_video: bool) -> float:
 # --- running ---------------------------------------------------------------------------------
 
 
-def sha256_file(path: str | Path) -> tuple[str, int]:
-    """SHA-256 hex digest and size of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def verify_master(plan: StitchPlan, path: str | Path, *, expect_subtitles: bool) -> Probe:
     """Probe a freshly written master and raise MediaError unless it is what the plan promised."""
     p = probe(path)
@@ -480,7 +469,7 @@ def execute_stitch(
         )
         checked = verify_master(plan, master, expect_subtitles=bool(cues))
         loudness = measure_loudness(master, timeout=whole)
-        digest, size = sha256_file(master)
+        digest, size = sha256_file(master), master.stat().st_size
         srt_out: Path | None = None
         if srt is not None:
             srt_out = out.with_suffix(".srt")

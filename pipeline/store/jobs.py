@@ -423,31 +423,36 @@ class JobStore:
             )
         )
 
+    def _close_attempt(
+        self, tx: Connection, job: Job, status: JobStatus, charged: int, **values: Any
+    ) -> None:
+        """End the job's current attempt: settle its reservation, record status and charge."""
+        self._settle(tx, job, charged)
+        tx.execute(
+            jobs.update()
+            .where(jobs.c.key == job.key)
+            .values(
+                status=status.value,
+                reserved_micro=0,
+                charged_micro=job.charged_micro + charged,
+                updated_at=time.time(),
+                **values,
+            )
+        )
+        tx.execute(
+            requests.update()
+            .where(requests.c.job_key == job.key, requests.c.attempt == job.attempts)
+            .values(status=status.value, charged_micro=charged)
+        )
+
     def mark_completed(self, key: str, *, file: str, sha256: str, size: int, cost: Decimal) -> None:
         """The clip is on disk and verified: charge its cost, release the reservation."""
-        charged = to_micro(cost)
         with self._tx() as tx:
             job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
             if job.status == JobStatus.COMPLETED:
                 return
-            self._settle(tx, job, charged)
-            tx.execute(
-                jobs.update()
-                .where(jobs.c.key == key)
-                .values(
-                    status=JobStatus.COMPLETED.value,
-                    file=file,
-                    sha256=sha256,
-                    size=size,
-                    reserved_micro=0,
-                    charged_micro=job.charged_micro + charged,
-                    updated_at=time.time(),
-                )
-            )
-            tx.execute(
-                requests.update()
-                .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
-                .values(status=JobStatus.COMPLETED.value, charged_micro=charged)
+            self._close_attempt(
+                tx, job, JobStatus.COMPLETED, to_micro(cost), file=file, sha256=sha256, size=size
             )
 
     def mark_ended(
@@ -455,26 +460,9 @@ class JobStore:
     ) -> None:
         """The job failed or was cancelled: release its reservation (charging what was billed)."""
         assert status in {JobStatus.FAILED, JobStatus.CANCELLED}
-        micro = to_micro(charged)
         with self._tx() as tx:
             job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
-            self._settle(tx, job, micro)
-            tx.execute(
-                jobs.update()
-                .where(jobs.c.key == key)
-                .values(
-                    status=status.value,
-                    error=error,
-                    reserved_micro=0,
-                    charged_micro=job.charged_micro + micro,
-                    updated_at=time.time(),
-                )
-            )
-            tx.execute(
-                requests.update()
-                .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
-                .values(status=status.value, charged_micro=micro)
-            )
+            self._close_attempt(tx, job, status, to_micro(charged), error=error)
 
     def mark_unknown(self, key: str, error: str) -> None:
         """The submit's answer was lost: keep the reservation (it may be billed), flag the job."""
