@@ -174,8 +174,12 @@ class Engine:
             return await self._generate(request, start_image)
         failures = 0
         while True:
+            resumed = submission is not None
             result = await self._attempt(request, job.key, dest, start_image, submission)
             submission = None
+            if resumed and result.status == JobStatus.CANCELLED:
+                # Cancelled while queued (Ctrl-C on an earlier run): never billed, buy it now.
+                continue
             if result.ok or result.status != JobStatus.FAILED or result.error == BUDGET_EXHAUSTED:
                 return result
             failures += 1
