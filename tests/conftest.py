@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 # Before anything imports Prefect: a private Prefect home, no analytics (no network here), and
 # quiet logs. Tests that need the engine start one harness per session (tests/flows/conftest.py).
 _PREFECT_HOME = tempfile.mkdtemp(prefix="klingflow-tests-prefect-")
@@ -13,8 +15,6 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.pop("PREFECT_API_URL", None)
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -124,12 +124,15 @@ async def run_job(
     on_event: EventCallback | None = None,
     resubmit_unknown: bool = False,
     submission: Submission | None = None,
+    on_terminal: Callable[[], Awaitable[None]] | None = None,
 ) -> JobReport:
     """Buy one clip for ``spec`` and leave it verified at ``dest``; report how it went.
 
     ``dest`` is a path, or a function of the request id giving one (ids are known only after
     the submit). With ``submission`` (a request submitted earlier, e.g. before an interruption)
     nothing is submitted: the request is followed to its end, never bought again.
+    ``on_terminal`` is awaited once the provider reports the request finished, before the
+    result is read and the clip downloaded (a caller frees its in-flight slot there).
 
     A lost submit answer ends the job as UNKNOWN unless ``resubmit_unknown`` (one more submit,
     knowing the first may be billed too). If the task is cancelled (Ctrl-C), a best-effort
@@ -156,6 +159,8 @@ async def run_job(
             policy,
             on_status=lambda info: emit(JobEvent("status", rid, info)),
         )
+        if on_terminal is not None:
+            await on_terminal()
         report.result = await _final_result(provider, rid, policy)
         if report.result.state is JobState.FAILED:
             raise GenerationFailed(

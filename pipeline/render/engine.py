@@ -16,6 +16,7 @@ clip's last frame; everything else runs concurrently under the provider limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -211,7 +212,11 @@ class Engine:
         if submission is None and job.status == JobStatus.COMPLETED and job.request_id:
             submission = Submission(request_id=job.request_id, model_id="")
         spec = request.spec()
-        async with self.limits.in_flight():
+        # The in-flight slot is held while the request is queued or running at the provider, and
+        # freed when it finishes: reading the result and downloading need no provider slot.
+        slot = contextlib.AsyncExitStack()
+        await slot.enter_async_context(self.limits.in_flight())
+        async with slot:
             if submission is None:
                 try:
                     # Uploads and the wait for a submit turn come before the reservation, so
@@ -244,7 +249,14 @@ class Engine:
                 self._emit("resumed", request, submission.request_id)
             self.live[key] = submission.request_id
             try:
-                report = await run_job(self.provider, spec, dest, policy=self.policy, submission=submission)
+                report = await run_job(
+                    self.provider,
+                    spec,
+                    dest,
+                    policy=self.policy,
+                    submission=submission,
+                    on_terminal=slot.aclose,
+                )
             finally:
                 self.live.pop(key, None)
         if report.outcome is JobOutcome.COMPLETED and report.clip is not None:
