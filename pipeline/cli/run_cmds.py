@@ -7,7 +7,9 @@ second, nothing spent), then runs the render flow with live progress bars.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 from collections import defaultdict
 from decimal import Decimal
@@ -19,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from pipeline.errors import EXIT_INTERRUPTED, ConfigError, RunIncomplete
+from pipeline.errors import EXIT_INTERRUPTED, ConfigError, KlingflowError, RunIncomplete
 from pipeline.planning.plan import PlannedRequest, build_plan
 from pipeline.render.settings import RunSettings, load_run_settings
 from pipeline.script.loader import load_script
@@ -100,6 +102,41 @@ def _prefect_env(verbose: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
+async def _interrupt(sessions: list[RunSession], settings: RunSettings, run_id: str) -> None:
+    """Ctrl-C: cancel what is still queued at the provider, say what keeps billing, leave.
+
+    The run's state is already durable in the job store, so nothing is lost by leaving at once;
+    waiting for Prefect instead can hang, since a terminal's Ctrl-C also stops Prefect's
+    ephemeral server (same process group) while the flow still reports to it.
+    """
+    cancelled: list[str] = []
+    if sessions:
+        with contextlib.suppress(KlingflowError, TimeoutError):
+            cancelled, _ = await asyncio.wait_for(sessions[-1].engine.cancel_live(), 30)
+    billing = _still_billing(settings, run_id)
+    _err.print(
+        f"\ninterrupted: {len(cancelled)} queued request(s) cancelled; run the same command again to resume run {run_id}"
+    )
+    if billing:
+        _err.print(f"{len(billing)} request(s) were submitted and may still complete and be billed:")
+        for line in billing:
+            _err.print(f"  {line}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _stop_children()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _stop_children() -> None:
+    """SIGTERM this process's children (Prefect's ephemeral API server), Linux /proc based."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[1] == me:
+                os.kill(int(stat.parent.name), signal.SIGTERM)
+
+
 def _still_billing(settings: RunSettings, run_id: str) -> list[str]:
     root = settings.runs_dir / run_id
     store = JobStore.open(settings.store_url or f"sqlite:///{root / 'jobs.db'}")
@@ -159,28 +196,34 @@ def register(app: typer.Typer) -> None:
         view = RunProgress(_err, list(plan.requests), plan.budget.limit)
         sessions: list[RunSession] = []
         _err.print(
-            f"run {rid}: {len(plan.requests)} requests planned, ${plan.total_cents} of ${plan.budget.limit}"
+            f"run {rid}: {len(plan.requests)} requests planned, ${plan.total_cents:.2f} of ${plan.budget.limit:.2f}"
         )
-        try:
-            with view.progress, progress.observe(view.on_event, view.on_stage, sessions.append):
-                summary: dict[str, Any] = asyncio.run(
-                    render(
-                        script=str(Path(script)),
-                        run_id=rid,
-                        provider=provider,
-                        max_in_flight=max_in_flight,
-                        approve=approved,
-                        resubmit_unknown=resubmit_unknown,
-                    )
+
+        async def render_until_interrupted() -> dict[str, Any]:
+            flow = asyncio.ensure_future(
+                render(
+                    script=str(Path(script)),
+                    run_id=rid,
+                    provider=provider,
+                    max_in_flight=max_in_flight,
+                    approve=approved,
+                    resubmit_unknown=resubmit_unknown,
                 )
-        except KeyboardInterrupt:
-            billing = _still_billing(settings, rid)
-            _err.print(f"interrupted: queued requests were cancelled; run again to resume run {rid}")
-            if billing:
-                _err.print(f"{len(billing)} request(s) may still complete and be billed:")
-                for line in billing:
-                    _err.print(f"  {line}")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            )
+            loop = asyncio.get_running_loop()
+            stopping: list[asyncio.Task[None]] = []
+
+            def on_interrupt() -> None:
+                if stopping:  # a second Ctrl-C: leave at once (the job store is already durable)
+                    os._exit(EXIT_INTERRUPTED)
+                stopping.append(loop.create_task(_interrupt(sessions, settings, rid)))
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_interrupt)
+            return await flow
+
+        with view.progress, progress.observe(view.on_event, view.on_stage, sessions.append):
+            summary: dict[str, Any] = asyncio.run(render_until_interrupted())
         _print_summary(summary)
         if not summary["delivered"]:
             raise RunIncomplete(f"run {rid} did not deliver everything (see above); run again to resume")
