@@ -356,7 +356,7 @@ class JobStore:
         """
         micro = to_micro(amount)
         with self._tx() as tx:
-            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            job = _job(tx, key)
             if not self._reserve(tx, job.run_id, micro):
                 return None
             attempt = job.attempts + 1
@@ -383,7 +383,7 @@ class JobStore:
         """The paid request was certainly not created (refused before it was made, e.g. 429):
         release the reservation and put the job back to ``planned``."""
         with self._tx() as tx:
-            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            job = _job(tx, key)
             self._settle(tx, job, 0)
             tx.execute(
                 jobs.update()
@@ -399,7 +399,7 @@ class JobStore:
     def mark_submitted(self, key: str, request_id: str) -> None:
         """The provider accepted the request: remember its id before polling."""
         with self._tx() as tx:
-            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            job = _job(tx, key)
             tx.execute(
                 jobs.update()
                 .where(jobs.c.key == key)
@@ -448,7 +448,7 @@ class JobStore:
     def mark_completed(self, key: str, *, file: str, sha256: str, size: int, cost: Decimal) -> None:
         """The clip is on disk and verified: charge its cost, release the reservation."""
         with self._tx() as tx:
-            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            job = _job(tx, key)
             if job.status == JobStatus.COMPLETED:
                 return
             self._close_attempt(
@@ -461,7 +461,7 @@ class JobStore:
         """The job failed or was cancelled: release its reservation (charging what was billed)."""
         assert status in {JobStatus.FAILED, JobStatus.CANCELLED}
         with self._tx() as tx:
-            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            job = _job(tx, key)
             self._close_attempt(tx, job, status, to_micro(charged), error=error)
 
     def mark_unknown(self, key: str, error: str) -> None:
@@ -477,7 +477,7 @@ class JobStore:
         """Before an explicitly allowed resubmission of an unknown job: count the possibly
         billed request as charged (the safe side), so the limit still holds."""
         with self._tx() as tx:
-            job = Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+            job = _job(tx, key)
             if job.status != JobStatus.UNKNOWN:
                 return
             self._settle(tx, job, job.reserved_micro)
@@ -503,6 +503,11 @@ class JobStore:
             ).all()
         for r in rows:
             yield dict(r._mapping)
+
+
+def _job(tx: Connection, key: str) -> Job:
+    """The job ``key`` read inside transaction ``tx``."""
+    return Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

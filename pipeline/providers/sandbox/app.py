@@ -123,6 +123,14 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
             return error_response(404, wire.CODE_NOT_FOUND, f"request {request_id} not found")
         return job
 
+    def guarded(request_id: str, request: Request) -> Job | Response:
+        """The job behind a per-request call, or the answer refusing it (auth, fault, 404)."""
+        if (denied := check_auth(request)) is not None:
+            return denied
+        if (fault := injected(request)) is not None:
+            return fault
+        return find(request_id)
+
     def status_body(request: Request, job: Job) -> dict[str, Any]:
         base = _api_base(request)
         return wire.StatusAnswer(
@@ -213,22 +221,14 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
 
     @app.get("/v1/requests/{request_id}/status")
     async def status(request_id: str, request: Request) -> Response:
-        if (denied := check_auth(request)) is not None:
-            return denied
-        if (fault := injected(request)) is not None:
-            return fault
-        job = find(request_id)
+        job = guarded(request_id, request)
         if isinstance(job, Response):
             return job
         return maybe_drop(JSONResponse(status_body(request, job)))
 
     @app.get("/v1/requests/{request_id}/result")
     async def result(request_id: str, request: Request, include_cost: bool = False) -> Response:
-        if (denied := check_auth(request)) is not None:
-            return denied
-        if (fault := injected(request)) is not None:
-            return fault
-        job = find(request_id)
+        job = guarded(request_id, request)
         if isinstance(job, Response):
             return job
         output: dict[str, Any] | None = None
@@ -249,11 +249,7 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
 
     @app.post("/v1/requests/{request_id}/cancel")
     async def cancel(request_id: str, request: Request) -> Response:
-        if (denied := check_auth(request)) is not None:
-            return denied
-        if (fault := injected(request)) is not None:
-            return fault
-        job = find(request_id)
+        job = guarded(request_id, request)
         if isinstance(job, Response):
             return job
         outcome = wire.OUTCOME_CANCELLED if state.cancel(job) else wire.OUTCOME_NOT_CANCELLABLE

@@ -123,7 +123,7 @@ def test_prefect_is_not_imported() -> None:
 
 
 def test_no_secret_in_a_manifest(pass_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "TESTKEYID0EXAMPLE0NOTREAL")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("RUNCOMFY_TOKEN", TOKEN)
 
@@ -132,7 +132,7 @@ def test_no_secret_in_a_manifest(pass_dir: Path, monkeypatch: pytest.MonkeyPatch
     text = (pass_dir / "manifest.json").read_text()
     assert SECRET not in text
     assert TOKEN not in text
-    assert "AKIAIOSFODNN7EXAMPLE" not in text
+    assert "TESTKEYID0EXAMPLE0NOTREAL" not in text
 
 
 def test_a_secret_handed_in_is_refused_without_echoing_it(
