@@ -1,21 +1,30 @@
-# klingflow image: ffmpeg, fonts for the sandbox's captions, klingflow with pinned dependencies,
-# and a non-root user. Docker cannot run on the project's build machines, so CI installs the same
-# pieces outside Docker through scripts/setup.sh (apt-get ffmpeg + fonts, pip -c constraints.txt).
+# klingflow image: ffmpeg and fonts, klingflow with its pinned dependencies, a non-root user, and a
+# Prefect worker on the "klingflow" work pool as the default command (needs PREFECT_API_URL).
+#
+# Docker cannot run on the project's build machines, so nothing is installed here except through
+# scripts/install-system.sh and scripts/install-python.sh, the two scripts scripts/setup.sh runs
+# on every CI run (in the same order); tests/test_image.py checks that this stays so.
 FROM python:3.11-slim-bookworm
 
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg fonts-dejavu-core \
- && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/klingflow
+# The Debian packages first: this layer stays cached while the sources change.
+COPY scripts/install-system.sh ./scripts/
+RUN scripts/install-system.sh --clean
 
-WORKDIR /app
+COPY scripts/install-python.sh ./scripts/
 COPY pyproject.toml constraints.txt README.md ./
 COPY pipeline ./pipeline
 COPY flows ./flows
+RUN scripts/install-python.sh python3 --no-cache
+
+# Runs write .klingflow/runs (KLINGFLOW_RUNS_DIR overrides it), .klingflow-sandbox and renders
+# relative to the working directory, so the user owns it.
+RUN useradd --create-home --uid 1000 --user-group klingflow \
+ && install -d -o klingflow -g klingflow /work /work/.klingflow /work/renders
+WORKDIR /work
 COPY configs ./configs
-RUN pip install --no-cache-dir -c constraints.txt . \
- && useradd --create-home --uid 1000 klingflow
 
 USER klingflow
 ENV PREFECT_SERVER_ANALYTICS_ENABLED=false
 ENTRYPOINT ["klingflow"]
-CMD ["--help"]
+CMD ["worker", "--pool", "klingflow"]

@@ -49,6 +49,22 @@ async def ensure_limits(provider: str, settings: RunSettings) -> tuple[str, str]
     return in_flight, submits
 
 
+@contextlib.asynccontextmanager
+async def run_lock(run_id: str) -> AsyncIterator[None]:
+    """Hold run ``run_id`` exclusively across every worker of the server while rendering it.
+
+    Two flow runs of one run id (a resume started while a stuck worker still lives, a schedule
+    firing twice) would otherwise both submit its jobs. The lock is a one-slot global limit
+    whose lease is renewed while the holder lives: a killed worker's lock frees itself within
+    :data:`LEASE_S`, and the next holder resumes from the job store.
+    """
+    name = f"klingflow-run-{run_id}"
+    async with get_client() as client:
+        await client.upsert_global_concurrency_limit_by_name(name, 1)
+    async with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_S):
+        yield
+
+
 class PrefectLimits:
     """The engine's :class:`~pipeline.render.limits.Limits` over Prefect global limits."""
 

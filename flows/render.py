@@ -8,9 +8,12 @@ archive, publish what came out. The work itself lives in ``pipeline/``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, task
 from prefect.artifacts import (
@@ -20,11 +23,13 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 
-from flows.limits import PrefectLimits, ensure_limits, server_configured
+from flows.limits import PrefectLimits, ensure_limits, run_lock, server_configured
+from flows.operations import run_tag
 from pipeline.errors import InputError
 from pipeline.planning.plan import PlannedRequest, RenderPlan, build_plan
 from pipeline.pricing import to_cents
@@ -32,12 +37,13 @@ from pipeline.providers.selection import choose_provider
 from pipeline.providers.settings import load_settings
 from pipeline.render import progress
 from pipeline.render.engine import JobResult
-from pipeline.render.limits import LocalLimits
+from pipeline.render.layout import default_run_id
+from pipeline.render.limits import Limits, LocalLimits
 from pipeline.render.masters import MasterOutcome
 from pipeline.render.run import RunResult
 from pipeline.render.session import open_run, resolve_run_id
-from pipeline.render.settings import load_run_settings
-from pipeline.script.loader import load_script
+from pipeline.render.settings import RunSettings, load_run_settings
+from pipeline.script.loader import LoadedScript, load_script
 
 
 def _flow_run_name() -> str:
@@ -87,6 +93,32 @@ async def _choose_in_ui(drafts: Sequence[MasterOutcome], finals: int) -> list[st
         poll_interval=2,
     )
     return list(choice.approve) if choice is not None else []
+
+
+async def _scheduled_run_id(loaded: LoadedScript) -> str | None:
+    """A run of its own for each firing of a deployment's schedule: ``{default id}-{UTC time}``.
+
+    Without it, an unchanged script would "resume" last week's finished run and render nothing.
+    A flow run started by hand (or resumed) keeps the script's default id, or the one given.
+    """
+    if flow_run.id is None:
+        return None
+    async with get_client() as client:
+        current = await client.read_flow_run(UUID(str(flow_run.id)))
+    if current.deployment_id is None or not current.auto_scheduled or current.expected_start_time is None:
+        return None
+    stamp = current.expected_start_time.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
+    return f"{default_run_id(loaded.script.name, loaded.sha256)}-{stamp}"
+
+
+async def _label_flow_run(run: str) -> None:
+    """Name the flow run after its klingflow run id and tag it ``run:{id}`` (for status/cancel/resume)."""
+    if flow_run.id is None:
+        return
+    async with get_client() as client:
+        current = await client.read_flow_run(UUID(str(flow_run.id)))
+        tags = sorted({*current.tags, run_tag(run)})
+        await client.update_flow_run(current.id, name=run, tags=tags)
 
 
 async def _publish_plan(plan: RenderPlan, run_id: str) -> None:
@@ -147,7 +179,8 @@ async def render(
     """Render ``script`` end to end; return a summary (masters, spend, what was not delivered)."""
     loaded = load_script(script)
     plan = build_plan(loaded.script)
-    run = resolve_run_id(loaded, run_id)
+    run = resolve_run_id(loaded, run_id or await _scheduled_run_id(loaded))
+    await _label_flow_run(run)
     settings = load_run_settings(max_in_flight=max_in_flight)
     await _publish_plan(plan, run)
 
@@ -158,7 +191,21 @@ async def render(
     # killed run would stall its resumption, so there the local limits do the job alone.
     shared = settings.global_limits if settings.global_limits is not None else server_configured()
     limits = PrefectLimits(local, *await ensure_limits(provider_name, settings)) if shared else local
+    async with run_lock(run) if shared else contextlib.nullcontext():
+        return await _render(loaded, plan, run, settings, provider, limits, approve, resubmit_unknown)
 
+
+async def _render(
+    loaded: LoadedScript,
+    plan: RenderPlan,
+    run: str,
+    settings: RunSettings,
+    provider: str | None,
+    limits: Limits,
+    approve: list[str] | None,
+    resubmit_unknown: bool,
+) -> dict[str, Any]:
+    """The run itself, once its limits (and, on a server, its run lock) are held."""
     bar = await acreate_progress_artifact(0.0, key="render-progress", description=f"run {run}")
     total, done, updates = len(plan.requests), 0, set[asyncio.Task[Any]]()
 

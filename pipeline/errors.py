@@ -29,6 +29,7 @@ happen, with ``raise ... from exc``, so callers only ever see these::
     │   ├── ArchiveUnavailable          69  missing bucket, server unreachable
     │   ├── ArchiveConflict             73  a different object already sits under that key
     │   └── DiskFull                    73  no space left where a file must be written
+    ├── StackError                      69  a local service (PostgreSQL, …) failed (carries its log tail)
     └── RunIncomplete                    1  a run ended with some masters not delivered
 
 Exit codes follow sysexits (as the RunComfy CLI does); 1, 3 and 4 are ours; 64 is a usage
@@ -272,6 +273,16 @@ class DiskFull(ArchiveError):
     """No space left on the device where a file must be written."""
 
     exit_code = EXIT_CANTCREAT
+
+
+class StackError(KlingflowError):
+    """A service of the local stack (a throwaway PostgreSQL cluster, …) failed to start or answer."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        self.log_tail = log_tail
+        super().__init__(f"{message}\n{log_tail}".rstrip() if log_tail else message)
 
 
 class RunIncomplete(KlingflowError):

@@ -1,21 +1,15 @@
 #!/usr/bin/env bash
 # Installs what klingflow needs on a fresh Debian machine, idempotently:
-#   - ffmpeg/ffprobe and the DejaVu fonts (apt-get, as root or through sudo) when missing,
-#   - a virtual environment in .venv with klingflow and its pinned dependencies.
+#   - ffmpeg/ffprobe, the DejaVu fonts and the PostgreSQL server (apt-get, as root or through
+#     sudo) when missing: scripts/install-system.sh --dev,
+#   - a virtual environment in .venv with klingflow and its pinned dependencies:
+#     scripts/install-python.sh, skipped while pyproject.toml and constraints.txt are unchanged.
+# The Dockerfile runs the same two scripts, so every CI run exercises the image's install steps.
 # Called by scripts/demo.sh and scripts/test.sh; safe to run again (it skips what is done).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
-[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing ${need_apt[*]} with apt-get" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+scripts/install-system.sh --dev
 
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
@@ -26,7 +20,6 @@ stamp=.venv/.klingflow-installed
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python dependencies into .venv (pinned by constraints.txt)" >&2
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+  scripts/install-python.sh .venv/bin/python --editable dev
   echo "$want" >"$stamp"
 fi

@@ -133,6 +133,10 @@ class Archive(Protocol):
         """Size and sha256 of the stored object at ``key`` (read in full), or None if absent."""
         ...
 
+    def get(self, key: str, dest: Path, sha256: str) -> bool:
+        """Copy ``key`` to ``dest`` if it is there with this sha256; False when it is absent."""
+        ...
+
     def close(self) -> None:
         """Release connections (the archive cannot be used afterwards)."""
         ...
@@ -241,6 +245,30 @@ class S3Archive:
         except botocore.exceptions.BotoCoreError as exc:
             raise translate_s3_error(exc, what=what) from exc
         return size, digest.hexdigest()
+
+    def get(self, key: str, dest: Path, sha256: str) -> bool:
+        """Download ``key`` to ``dest`` (published only when its sha256 matches); False if absent."""
+        import botocore.exceptions
+
+        from pipeline.archive.s3client import error_code, translate_s3_error
+
+        what = f"downloading {self._location.uri(key)}"
+        try:
+            body = self._client.get_object(Bucket=self._location.bucket, Key=key)["Body"]
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise translate_s3_error(exc, what=what) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise translate_s3_error(exc, what=what) from exc
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_file(dest, body.iter_chunks(READ_CHUNK), expected_sha256=sha256, replace=True)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise translate_s3_error(exc, what=what) from exc
+        finally:
+            body.close()
+        return True
 
     def close(self) -> None:
         """Close the client's connection pool."""
@@ -436,6 +464,15 @@ class LocalArchive:
         except ArchiveError as exc:
             raise _kept(exc, path) from exc
         return PutResult(Outcome.UPLOADED, key, uri, size, sha256)
+
+    def get(self, key: str, dest: Path, sha256: str) -> bool:
+        """Copy ``root/key`` to ``dest`` (published only when its sha256 matches); False if absent."""
+        source = self._location.root / key
+        if not source.is_file():
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        write_file(dest, iter_file(source), expected_sha256=sha256, replace=True)
+        return True
 
     def close(self) -> None:
         """Nothing to release for a directory."""

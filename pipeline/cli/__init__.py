@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from pipeline.cli import archive_cmds, provider_cmds, run_cmds, script_cmds
+from pipeline.cli import archive_cmds, deploy_cmds, provider_cmds, run_cmds, script_cmds
 from pipeline.cli.app import app
 from pipeline.errors import EXIT_INTERRUPTED, EXIT_USAGE, KlingflowError
 
@@ -20,7 +20,7 @@ try:  # typer >= 0.20 vendors its own copy of click; older ones use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
-for _module in (script_cmds, run_cmds, provider_cmds, archive_cmds):
+for _module in (script_cmds, run_cmds, deploy_cmds, provider_cmds, archive_cmds):
     _module.register(app)
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)

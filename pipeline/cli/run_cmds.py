@@ -92,7 +92,8 @@ class RunProgress:
         self._refresh()
 
 
-def _prefect_env(verbose: bool) -> None:
+def prefect_env(verbose: bool) -> None:
+    """Quiet, offline Prefect settings; call before Prefect is imported."""
     # Before Prefect is imported: no analytics (no network here) and quiet logs under the bars.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The ephemeral server takes seconds to start; on a busy 2-core machine more than Prefect's
@@ -128,13 +129,12 @@ async def _interrupt(sessions: list[RunSession], settings: RunSettings, run_id: 
 
 
 def _stop_children() -> None:
-    """SIGTERM this process's children (Prefect's ephemeral API server), Linux /proc based."""
-    me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[1] == me:
-                os.kill(int(stat.parent.name), signal.SIGTERM)
+    """SIGTERM this process's children (Prefect's ephemeral API server)."""
+    from pipeline.processes import descendants
+
+    for pid in descendants(os.getpid(), direct_only=True):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _still_billing(settings: RunSettings, run_id: str) -> list[str]:
@@ -189,7 +189,7 @@ def register(app: typer.Typer) -> None:
         rid = resolve_run_id(loaded, run_id)
         settings = load_run_settings(max_in_flight=max_in_flight)
         approved = [a.strip() for a in approve.split(",") if a.strip()] if approve else None
-        _prefect_env(verbose)
+        prefect_env(verbose)
         from flows.render import render
         from pipeline.render import progress
 
@@ -237,6 +237,7 @@ def register(app: typer.Typer) -> None:
         Example: klingflow status weekly-campaign-049373e34d
         """
         settings = load_run_settings()
+        _print_flow_runs(run)
         stores = _stores(settings)
         if not stores:
             _out.print(f"no runs under {settings.runs_dir}")
@@ -279,13 +280,55 @@ def register(app: typer.Typer) -> None:
     def cancel(
         run: Annotated[str, typer.Argument(help="The run id (see klingflow status).")],
         provider: Annotated[str | None, typer.Option(help="sandbox or runcomfy.")] = None,
+        keep_requests: Annotated[
+            bool, typer.Option(help="Leave its requests at the provider, for klingflow resume to follow.")
+        ] = False,
+        wait: Annotated[
+            float, typer.Option(min=0, help="Seconds to let a flow run's worker stop it before forcing.")
+        ] = 15.0,
     ) -> None:
-        """Cancel RUN's requests still queued at the provider; say which keep running and billing.
+        """Stop RUN: its flow runs on the Prefect server, and its requests still queued at the
+        provider (say which keep running and billing).
+
+        A flow run whose worker died is marked cancelled by force, so that klingflow resume can
+        start it on another worker.
 
         Example: klingflow cancel weekly-campaign-049373e34d
         """
         settings = load_run_settings()
-        asyncio.run(_cancel(settings, run, provider))
+        _cancel_flow_runs(run, wait)
+        if not keep_requests:
+            asyncio.run(_cancel(settings, run, provider))
+
+
+def _server() -> bool:
+    prefect_env(verbose=False)
+    from flows.limits import server_configured
+
+    return server_configured()
+
+
+def _print_flow_runs(run: str | None) -> None:
+    """The render flow runs on the Prefect server (every worker's), when one is configured."""
+    if not _server():
+        return
+    from flows.operations import views
+
+    table = Table("flow run", "run", "state", "deployment", "started", "pool", title="Prefect flow runs")
+    for v in asyncio.run(views()):
+        if run is None or v.run_id == run:
+            started = v.started.strftime("%Y-%m-%d %H:%M:%S") if v.started else ""
+            table.add_row(v.name, v.run_id or "", v.state, v.deployment or "", started, v.worker or "")
+    _out.print(table)
+
+
+def _cancel_flow_runs(run: str, wait: float) -> None:
+    if not _server():
+        return
+    from flows.operations import cancel
+
+    for name, state in asyncio.run(cancel(run, wait_s=wait)):
+        _out.print(f"flow run {name}: {state}")
 
 
 def _stores(settings: RunSettings) -> list[JobStore]:

@@ -18,10 +18,13 @@ def register(app: typer.Typer) -> None:
     """Add ``validate`` and ``plan`` to ``app``."""
 
     @app.command()
-    def validate(script: Annotated[str, typer.Argument(help="Path of the render script (YAML).")]) -> None:
+    def validate(
+        script: Annotated[str, typer.Argument(help="Render script (YAML): a path or s3://bucket/key.yaml.")],
+    ) -> None:
         """Check a render script; print `ok` or every problem as FILE:LINE: field.path: message.
 
-        Exit 0 when valid, 65 when invalid, 66 when the file does not exist.
+        Exit 0 when valid, 65 when invalid, 66 when the file (or S3 object) does not exist; for
+        s3:// scripts also 77 (credentials), 69 (missing bucket, unreachable store), 78 (settings).
 
         Example: klingflow validate configs/weekly-campaign.yaml
         """
@@ -36,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def plan(
-        script: Annotated[str, typer.Argument(help="Path of the render script (YAML).")],
+        script: Annotated[str, typer.Argument(help="Render script (YAML): a path or s3://bucket/key.yaml.")],
         as_json: Annotated[
             bool, typer.Option("--json", help="Print one JSON object instead of a table.")
         ] = False,

@@ -41,7 +41,8 @@ from pipeline.providers.polling import PollPolicy
 from pipeline.render.layout import RunLayout
 from pipeline.render.limits import Limits
 from pipeline.render.masters import Clip
-from pipeline.store.jobs import JobStatus, JobStore
+from pipeline.render.shared import ClipShare
+from pipeline.store.jobs import JobStatus, JobStore, from_micro
 
 #: ``image_url(path_or_url) -> URL the provider can fetch`` (uploads local files).
 ImageUrl = Callable[[str], Awaitable[str]]
@@ -103,6 +104,8 @@ class Engine:
     policy: PollPolicy = field(default_factory=PollPolicy)
     max_regenerations: int = 2
     resubmit_unknown: bool = False
+    #: Shared storage of clips (``KLINGFLOW_SHARED_URL``): any worker can resume and stitch.
+    shared: ClipShare | None = None
     wrap: JobWrapper | None = None
     on_event: EventSink | None = None
     #: Requests (job keys) submitted by this process and not finished: cancelled on Ctrl-C.
@@ -154,7 +157,7 @@ class Engine:
         )
         dest = self.layout.clip(request.narrative, request.variant, request.pass_, request.segment)
         if job.status == JobStatus.COMPLETED:
-            reused = self._reuse(request, job.key)
+            reused = await self._reuse(request, job.key, dest)
             if reused is not None:
                 return reused
         if job.status == JobStatus.UNKNOWN:
@@ -188,17 +191,28 @@ class Engine:
                 return result
             self._emit("regenerate", request, result.error or "")
 
-    def _reuse(self, request: PlannedRequest, key: str) -> JobResult | None:
+    async def _reuse(self, request: PlannedRequest, key: str, dest: Path) -> JobResult | None:
         job = self.store.get(key)
-        path = Path(job.file) if job.file else None
-        if path is not None and path.is_file() and sha256_file(path) == job.sha256:
-            self._emit("reused", request)
-            clip = Clip(
-                request, path, job.sha256 or "", job.request_id or "", Decimal(job.charged_micro) / 1_000_000
-            )
-            return JobResult(request, JobStatus.COMPLETED, clip=clip, reused=True)
-        # The clip is gone or damaged; the request was paid: download it again, never re-buy.
-        return None
+        found: Path | None = None
+        # The recorded file, or this run directory's own copy (a clip another worker downloaded
+        # is recorded under that worker's path and fetched to ours from shared storage).
+        for candidate in dict.fromkeys(p for p in (Path(job.file) if job.file else None, dest) if p):
+            if candidate.is_file() and sha256_file(candidate) == job.sha256:
+                found = candidate
+                break
+        if (
+            found is None
+            and job.sha256
+            and self.shared is not None
+            and await self.shared.get(request, dest, job.sha256)
+        ):
+            found = dest
+        if found is None:
+            # The clip is gone or damaged; the request was paid: download it again, never re-buy.
+            return None
+        self._emit("reused", request)
+        clip = Clip(request, found, job.sha256 or "", job.request_id or "", from_micro(job.charged_micro))
+        return JobResult(request, JobStatus.COMPLETED, clip=clip, reused=True)
 
     async def _attempt(
         self,
@@ -268,6 +282,8 @@ class Engine:
             self.store.mark_completed(
                 key, file=str(report.clip.path), sha256=report.clip.sha256, size=report.clip.size, cost=cost
             )
+            if self.shared is not None:
+                await self.shared.put(request, Path(report.clip.path), report.clip.sha256)
             self._emit("done", request, submission.request_id)
             clip = Clip(request, Path(report.clip.path), report.clip.sha256, submission.request_id, cost)
             return JobResult(request, JobStatus.COMPLETED, clip=clip)

@@ -21,6 +21,7 @@ from pipeline.render.layout import RunLayout, check_run_id, default_run_id
 from pipeline.render.limits import Limits, LocalLimits
 from pipeline.render.run import RenderRun
 from pipeline.render.settings import RunSettings
+from pipeline.render.shared import ClipShare
 from pipeline.script.loader import LoadedScript
 from pipeline.store.jobs import JobStore
 
@@ -64,7 +65,9 @@ async def open_run(
     layout = RunLayout(settings.runs_dir / run_id)
     layout.root.mkdir(parents=True, exist_ok=True)
     store = JobStore.open(settings.store_url or layout.db_url)
+    shared: ClipShare | None = None
     try:
+        shared = ClipShare.open(settings.shared_url, run_id) if settings.shared_url else None
         spend = store.ensure_run(
             run_id, script=loaded.script.name, limit=Decimal(str(loaded.script.budget.limit_usd))
         )
@@ -96,6 +99,7 @@ async def open_run(
                 policy=PollPolicy(latency=LatencyModel(scale=scale)),
                 max_regenerations=settings.max_regenerations,
                 resubmit_unknown=resubmit_unknown,
+                shared=shared,
             )
             run = RenderRun(
                 loaded=loaded,
@@ -108,4 +112,6 @@ async def open_run(
             )
             yield RunSession(run_id, layout, opened, store, engine, run)
     finally:
+        if shared is not None:
+            shared.close()
         store.close()

@@ -23,6 +23,9 @@ class RunSettings(BaseSettings):
     #: SQLAlchemy URL of the job store; default: SQLite in the run's directory. A shared URL
     #: (e.g. postgresql+psycopg://...) lets several workers share jobs and the spend ledger.
     store_url: str | None = None
+    #: Shared storage for intermediate clips (``s3://bucket/prefix`` or a directory every worker
+    #: mounts): with several workers, whichever resumes a run finds the clips there to stitch.
+    shared_url: str | None = None
     #: Requests queued or running at the provider at once, across every run sharing the limit.
     max_in_flight: int = Field(default=8, ge=1)
     #: Submits per second to the provider (a token bucket of ``submit_burst``).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,12 @@ S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 SHOT_TEXT_FIELDS = ("action", "camera", "text", "sound")
 
 
-def check_meaning(doc: YamlDocument, base_dir: Path) -> list[Problem]:
-    """Every problem of meaning in the script ``doc`` (assets resolved against ``base_dir``)."""
+def check_meaning(doc: YamlDocument, base_dir: Path, *, mirror: Mirror | None = None) -> list[Problem]:
+    """Every problem of meaning in the script ``doc`` (assets resolved against ``base_dir``).
+
+    ``mirror``: for a script read from a remote store, the local copy of that store; asset paths
+    must then stay inside it (a remote script cannot use files of the machine it runs on).
+    """
     data = doc.data if isinstance(doc.data, dict) else {}
     elements = data.get("elements") if isinstance(data.get("elements"), dict) else {}
     assert isinstance(elements, dict)
@@ -35,7 +40,7 @@ def check_meaning(doc: YamlDocument, base_dir: Path) -> list[Problem]:
     problems += _unique_ids(doc, data, "variants")
     problems += _element_names(doc, names)
     problems += _mentions(doc, data, names)
-    problems += _assets(doc, data, elements, base_dir)
+    problems += _assets(doc, base_dir, mirror)
     problems += _finals(doc, data)
     problems += _archive(doc, data)
     return problems
@@ -119,44 +124,96 @@ def _mentions(doc: YamlDocument, data: dict[str, Any], names: list[str]) -> list
     return problems
 
 
-def _asset(
-    doc: YamlDocument, path: Path_, value: Any, base_dir: Path, suffixes: frozenset[str]
-) -> list[Problem]:
+@dataclass(frozen=True)
+class AssetRef:
+    """A field of the script that names a file: an element's image or voice, a start or end image."""
+
+    loc: Path_
+    value: Any  # as written; its type is the schema's to check
+    suffixes: frozenset[str]
+
+    @property
+    def local_path(self) -> str | None:
+        """The path written here when it names a local file (not blank, not a URL), else None."""
+        value = self.value
+        if not isinstance(value, str) or not value.strip() or "://" in value:
+            return None
+        return value
+
+
+def asset_refs(data: Any) -> Iterator[AssetRef]:
+    """Every field of the script data ``data`` that names an asset file, in document order."""
+    if not isinstance(data, dict):
+        return
+    elements = data.get("elements")
+    if isinstance(elements, dict):
+        for name, element in elements.items():
+            if not isinstance(element, dict):
+                continue
+            images = element.get("images")
+            if isinstance(images, list):
+                for i, image in enumerate(images):
+                    yield AssetRef(("elements", str(name), "images", i), image, IMAGE_SUFFIXES)
+            yield AssetRef(("elements", str(name), "voice"), element.get("voice"), AUDIO_SUFFIXES)
+    for n, narrative in _items(data, "narratives"):
+        for key in ("start_image", "end_image"):
+            yield AssetRef(("narratives", n, key), narrative.get(key), IMAGE_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A local directory holding a copy of a remote tree, such as ``s3://bucket``.
+
+    A script read from there may only use assets of that tree; messages name them remotely.
+    """
+
+    local: Path
+    remote: str
+
+    def remote_name(self, file: Path) -> str | None:
+        """The remote name of the local (resolved) ``file``, or None when it lies outside the mirror."""
+        try:
+            inside = file.relative_to(self.local.resolve())
+        except ValueError:
+            return None
+        return f"{self.remote}/{inside.as_posix()}"
+
+
+def _asset(doc: YamlDocument, ref: AssetRef, base_dir: Path, mirror: Mirror | None) -> list[Problem]:
+    value = ref.value
     if not isinstance(value, str) or not value.strip():
         return []
     if value.startswith("https://"):
         return []
     if "://" in value:
-        return [doc.problem(path, f"must be a local path or an https:// URL (got {value!r})")]
+        return [doc.problem(ref.loc, f"must be a local path or an https:// URL (got {value!r})")]
     file = (base_dir / value).resolve()
+    looked_for = str(file)
+    if mirror is not None:
+        remote = mirror.remote_name(file)
+        if remote is None or Path(value).is_absolute():
+            return [
+                doc.problem(
+                    ref.loc,
+                    f"must be a path relative to the script, inside {mirror.remote} (got {value!r}): "
+                    f"a script read from {mirror.remote} can only use files stored there",
+                )
+            ]
+        looked_for = remote
     if not file.is_file():
-        return [doc.problem(path, f"file not found: {value} (looked for {file})")]
-    if file.suffix.lower() not in suffixes:
-        kinds = ", ".join(sorted(suffixes))
+        return [doc.problem(ref.loc, f"file not found: {value} (looked for {looked_for})")]
+    if file.suffix.lower() not in ref.suffixes:
+        kinds = ", ".join(sorted(ref.suffixes))
         return [
-            doc.problem(path, f"unsupported file type {file.suffix or '(none)'!r}; expected one of {kinds}")
+            doc.problem(
+                ref.loc, f"unsupported file type {file.suffix or '(none)'!r}; expected one of {kinds}"
+            )
         ]
     return []
 
 
-def _assets(
-    doc: YamlDocument, data: dict[str, Any], elements: dict[Any, Any], base_dir: Path
-) -> list[Problem]:
-    problems = []
-    for name, element in elements.items():
-        if not isinstance(element, dict):
-            continue
-        images = element.get("images")
-        if isinstance(images, list):
-            for i, image in enumerate(images):
-                problems += _asset(doc, ("elements", str(name), "images", i), image, base_dir, IMAGE_SUFFIXES)
-        problems += _asset(
-            doc, ("elements", str(name), "voice"), element.get("voice"), base_dir, AUDIO_SUFFIXES
-        )
-    for n, narrative in _items(data, "narratives"):
-        for key in ("start_image", "end_image"):
-            problems += _asset(doc, ("narratives", n, key), narrative.get(key), base_dir, IMAGE_SUFFIXES)
-    return problems
+def _assets(doc: YamlDocument, base_dir: Path, mirror: Mirror | None) -> list[Problem]:
+    return [p for ref in asset_refs(doc.data) for p in _asset(doc, ref, base_dir, mirror)]
 
 
 def _finals(doc: YamlDocument, data: dict[str, Any]) -> list[Problem]:

@@ -3,6 +3,10 @@
 Example::
 
     >>> script = load_script("configs/weekly-campaign.yaml").script   # doctest: +SKIP
+    >>> script = load_script("s3://my-bucket/campaigns/summer.yaml").script   # doctest: +SKIP
+
+A script may be a local path or an ``s3://bucket/key`` URI; the latter is copied locally with
+its assets first (:mod:`pipeline.script.source`) and is still named by its URI in messages.
 
 Three layers of checks, all collected before anything is raised:
 
@@ -28,6 +32,7 @@ from pydantic_core import ErrorDetails
 from pipeline.errors import InputNotFound, Problem, PromptTooLong, ScriptError
 from pipeline.script import checks
 from pipeline.script.model import Script
+from pipeline.script.source import fetch_script
 from pipeline.script.yaml_source import Path_, YamlDocument, format_path, parse_yaml
 
 
@@ -36,14 +41,13 @@ class LoadedScript:
     """A valid script with where it came from."""
 
     script: Script
-    file: Path
+    #: The script as named by the user: a path, or an ``s3://`` URI (as in messages).
+    file: str
+    #: SHA-256 of the script's bytes, wherever they were read from.
     sha256: str
     document: YamlDocument
-
-    @property
-    def base_dir(self) -> Path:
-        """The directory asset paths are relative to."""
-        return self.file.parent
+    #: The local directory asset paths are relative to (for a script from S3: its local copy's).
+    base_dir: Path
 
 
 def read_script_bytes(path: str | Path) -> bytes:
@@ -59,18 +63,26 @@ def read_script_bytes(path: str | Path) -> bytes:
         raise InputNotFound(f"{p}: cannot be read ({exc.strerror})") from exc
 
 
-def load_script(path: str | Path) -> LoadedScript:
-    """Load and fully check the render script at ``path``.
+def load_script(path: str | Path, *, cache_dir: Path | None = None) -> LoadedScript:
+    """Load and fully check the render script at ``path``: a local path or ``s3://bucket/key``.
 
-    Raises InputNotFound (66) when the file is missing, ScriptError (65) listing every problem.
+    A script from S3 and its assets are copied under ``cache_dir`` (default
+    ``.klingflow/scripts``). Raises InputNotFound (66) when the file or object is missing,
+    ScriptError (65) listing every problem, and for S3 the errors of
+    :func:`pipeline.script.source.fetch_script` (bad settings, credentials, bucket, server).
     """
-    p = Path(path)
-    raw = read_script_bytes(p)
-    return parse_script(raw, file=str(p), base_dir=p.parent)
+    source = fetch_script(path, cache_dir=cache_dir)
+    raw = read_script_bytes(source.path)
+    return parse_script(raw, file=source.reference, base_dir=source.path.parent, mirror=source.mirror)
 
 
-def parse_script(raw: bytes, *, file: str, base_dir: Path) -> LoadedScript:
-    """Check the script in ``raw`` (named ``file`` in messages; assets relative to ``base_dir``)."""
+def parse_script(
+    raw: bytes, *, file: str, base_dir: Path, mirror: checks.Mirror | None = None
+) -> LoadedScript:
+    """Check the script in ``raw`` (named ``file`` in messages; assets relative to ``base_dir``).
+
+    ``mirror``: for a script read from a remote store, the local copy its assets must come from.
+    """
     doc = parse_yaml(file, raw)
     problems = list(doc.problems)
     if doc.data is None:
@@ -86,13 +98,15 @@ def parse_script(raw: bytes, *, file: str, base_dir: Path) -> LoadedScript:
         script = Script.model_validate(doc.data)
     except ValidationError as exc:
         problems.extend(_translate(doc, err) for err in exc.errors(include_url=False))
-    problems.extend(checks.check_meaning(doc, base_dir))
+    problems.extend(checks.check_meaning(doc, base_dir, mirror=mirror))
     if script is not None and not problems:
         problems.extend(_check_prompts(doc, script))
     if problems:
         raise ScriptError(_unique(problems))
     assert script is not None
-    return LoadedScript(script=script, file=Path(file), sha256=hashlib.sha256(raw).hexdigest(), document=doc)
+    return LoadedScript(
+        script=script, file=file, sha256=hashlib.sha256(raw).hexdigest(), document=doc, base_dir=base_dir
+    )
 
 
 def _check_prompts(doc: YamlDocument, script: Script) -> list[Problem]:

@@ -13,6 +13,15 @@ flight and the money *charged*. ``reserve`` is a single conditional UPDATE
 (``reserved + charged + amount <= limit``), atomic in every SQL database, so no interleaving of
 concurrent submitters — threads, processes or machines sharing the database — can take a run's
 spend over its limit. Amounts are integers in micro-USD (prices are whole mills).
+
+Several workers may share one store (``KLINGFLOW_STORE_URL``, e.g.
+``postgresql+psycopg://user@host/klingflow``), so every write that depends on what it read takes
+the lock first — ``SELECT … FOR UPDATE`` of the job row on PostgreSQL, ``BEGIN IMMEDIATE`` on
+SQLite — and a job's completion, say, is recorded (and charged) once however many workers report
+it. Rows that may be created by several workers at once are inserted with ``ON CONFLICT DO
+NOTHING``, and tables are created under a lock. On PostgreSQL transactions are READ COMMITTED
+(a conditional UPDATE waits for a concurrent one and re-checks its condition), names sort
+bytewise (``COLLATE "C"``) as on SQLite, and money and sizes are BIGINT.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -28,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 MICRO = Decimal(1_000_000)
@@ -57,7 +68,16 @@ class JobStatus(StrEnum):
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
+#: The PostgreSQL advisory lock held while one worker creates the tables (any constant will do).
+DDL_LOCK_ID = int.from_bytes(b"klingflo")
+
 metadata = sa.MetaData()
+
+
+def _name(length: int) -> sa.types.TypeEngine[str]:
+    """A name that plans are ordered by: bytewise on PostgreSQL too, whatever the database's locale."""
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
 
 runs = sa.Table(
     "runs",
@@ -77,9 +97,9 @@ jobs = sa.Table(
     metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("run_id", sa.String(200), sa.ForeignKey("runs.run_id"), nullable=False, index=True),
-    sa.Column("narrative", sa.String(200), nullable=False),
-    sa.Column("variant", sa.String(200), nullable=False),
-    sa.Column("pass", sa.String(10), nullable=False),
+    sa.Column("narrative", _name(200), nullable=False),
+    sa.Column("variant", _name(200), nullable=False),
+    sa.Column("pass", _name(10), nullable=False),
     sa.Column("segment", sa.Integer, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
@@ -198,19 +218,31 @@ class JobStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        _create_tables(engine)
 
     @classmethod
     def open(cls, url: str) -> JobStore:
-        """Open (creating tables if needed) the store at an SQLAlchemy URL."""
+        """Open (creating tables if needed) the store at an SQLAlchemy URL.
+
+        Example: ``JobStore.open("postgresql+psycopg://klingflow@db.internal/klingflow")``.
+        """
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             # A generous busy timeout: several processes may write the same SQLite file.
             engine = sa.create_engine(url, connect_args={"timeout": 60})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
+        elif sa.make_url(url).get_backend_name() == "postgresql":
+            # READ COMMITTED whatever the server's default: the conditional UPDATEs rely on it
+            # (under REPEATABLE READ a concurrent update is an error, not a wait and a re-check).
+            # pool_pre_ping: a worker outlives database restarts and idle-connection reapers.
+            engine = sa.create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
-        return cls(engine)
+        try:
+            return cls(engine)
+        except BaseException:
+            engine.dispose()
+            raise
 
     @classmethod
     def in_directory(cls, directory: Path) -> JobStore:
@@ -221,8 +253,15 @@ class JobStore:
         """Release the database connections."""
         self.engine.dispose()
 
-    def _tx(self) -> Any:
-        return self.engine.begin()
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """A write transaction. On SQLite it takes the write lock at once (``BEGIN IMMEDIATE``), so
+        that what it reads first cannot change before it writes; PostgreSQL locks the job row
+        instead (``_job``)."""
+        with self.engine.begin() as tx:
+            if tx.dialect.name == "sqlite":
+                tx.exec_driver_sql("BEGIN IMMEDIATE")
+            yield tx
 
     # --- runs and money -----------------------------------------------------------------------
 
@@ -234,20 +273,18 @@ class JobStore:
         """
         now = time.time()
         with self._tx() as tx:
-            row = tx.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
-            if row is None:
-                tx.execute(
-                    runs.insert().values(
-                        run_id=run_id,
-                        script=script,
-                        limit_micro=to_micro(limit),
-                        reserved_micro=0,
-                        charged_micro=0,
-                        status="running",
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+            _insert_if_absent(
+                tx,
+                runs,
+                run_id=run_id,
+                script=script,
+                limit_micro=to_micro(limit),
+                reserved_micro=0,
+                charged_micro=0,
+                status="running",
+                created_at=now,
+                updated_at=now,
+            )
         return self.spend(run_id)
 
     def spend(self, run_id: str) -> Spend:
@@ -311,26 +348,24 @@ class JobStore:
         key = job_key(run_id, narrative, variant, pass_, segment, body)
         now = time.time()
         with self._tx() as tx:
-            row = tx.execute(sa.select(jobs).where(jobs.c.key == key)).first()
-            if row is None:
-                tx.execute(
-                    jobs.insert().values(
-                        key=key,
-                        run_id=run_id,
-                        narrative=narrative,
-                        variant=variant,
-                        segment=segment,
-                        body=json.dumps(dict(body), sort_keys=True),
-                        status=JobStatus.PLANNED.value,
-                        attempts=0,
-                        reserved_micro=0,
-                        charged_micro=0,
-                        created_at=now,
-                        updated_at=now,
-                        **{"pass": pass_},
-                    )
-                )
-                row = tx.execute(sa.select(jobs).where(jobs.c.key == key)).one()
+            _insert_if_absent(
+                tx,
+                jobs,
+                key=key,
+                run_id=run_id,
+                narrative=narrative,
+                variant=variant,
+                segment=segment,
+                body=json.dumps(dict(body), sort_keys=True),
+                status=JobStatus.PLANNED.value,
+                attempts=0,
+                reserved_micro=0,
+                charged_micro=0,
+                created_at=now,
+                updated_at=now,
+                **{"pass": pass_},
+            )
+            row = tx.execute(sa.select(jobs).where(jobs.c.key == key)).one()
         return Job.from_row(row)
 
     def get(self, key: str) -> Job:
@@ -506,8 +541,35 @@ class JobStore:
 
 
 def _job(tx: Connection, key: str) -> Job:
-    """The job ``key`` read inside transaction ``tx``."""
-    return Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key)).one())
+    """The job ``key`` read inside transaction ``tx``, locked until it ends (FOR UPDATE; SQLite
+    has no row locks and holds the database's write lock instead)."""
+    return Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key).with_for_update()).one())
+
+
+def _insert_if_absent(tx: Connection, table: sa.Table, **values: Any) -> None:
+    """Insert a row unless one with its primary key exists (created meanwhile by another worker)."""
+    if tx.dialect.name in {"postgresql", "sqlite"}:
+        insert = postgresql.insert if tx.dialect.name == "postgresql" else sqlite.insert
+        tx.execute(insert(table).values(**values).on_conflict_do_nothing())
+        return
+    where = [column == values[column.name] for column in table.primary_key.columns]
+    if tx.execute(sa.select(*table.primary_key.columns).where(*where)).first() is None:
+        tx.execute(table.insert().values(**values))
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the tables that are missing, one creator at a time: workers opening a new store
+    together would otherwise race between "is it there?" and CREATE TABLE."""
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        if all(inspector.has_table(table.name) for table in metadata.sorted_tables):
+            return
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(DDL_LOCK_ID)))
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        metadata.create_all(conn)  # checks again, under the lock
+        conn.commit()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

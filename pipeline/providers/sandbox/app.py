@@ -182,6 +182,7 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
             return error_response(422, wire.CODE_VALIDATION, "validation error", detail=problems)
         wait = state.submit_wait()
         if wait > 0:
+            state.rate_limited += 1
             return error_response(
                 429, wire.CODE_RATE_LIMITED, "too many requests", headers=_retry_headers(wait)
             )
@@ -265,6 +266,16 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
                 "entries": [e.model_dump(mode="json") for e in entries],
                 "total_charged_usd": str(charged),
                 "file": str(state.ledger.path),
+            }
+        )
+
+    @app.get("/v1/sandbox/stats")
+    async def stats() -> Response:
+        return JSONResponse(
+            {
+                "max_in_flight_seen": state.max_in_flight_seen,
+                "accepted_times": state.accepted_times,
+                "rate_limited": state.rate_limited,
             }
         )
 

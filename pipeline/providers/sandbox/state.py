@@ -93,6 +93,11 @@ class SandboxState:
         self.dice = FaultDice(config.faults.seed)
         self.bucket = TokenBucket(config.submit_rate_per_s, config.submit_burst)
         self.jobs: dict[str, Job] = {}
+        #: What clients did, for checking their limits: most requests in flight at once, the
+        #: acceptance times of submits (monotonic), and submits refused with a 429.
+        self.max_in_flight_seen = 0
+        self.accepted_times: list[float] = []
+        self.rate_limited = 0
         self._slots = [0.0] * config.slots
         self._renders: dict[str, Future[Path]] = {}
         self._executor = ThreadPoolExecutor(max_workers=config.render_workers, thread_name_prefix="kf-render")
@@ -141,6 +146,10 @@ class SandboxState:
             will_fail=self.dice.roll(self.faults.fail),
         )
         self.jobs[job.request_id] = job
+        self.accepted_times.append(now)
+        self.max_in_flight_seen = max(
+            self.max_in_flight_seen, sum(1 for j in self.jobs.values() if j.in_flight)
+        )
         self.ledger.record(
             "accepted",
             job.request_id,

@@ -1,20 +1,31 @@
-"""The job store keeps job states and a spend ledger that never passes a run's limit."""
+"""The job store keeps job states and a spend ledger that never passes a run's limit.
+
+Each test runs against SQLite and PostgreSQL (``store_url`` in conftest.py); several JobStore
+instances on one URL stand for several workers sharing the store.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
+from pipeline.stack.postgres import PostgresCluster
 from pipeline.store.jobs import JobStatus, JobStore, job_key
 
 BODY = {"prompt": "a bird", "duration": 5, "tier": "standard"}
 
+OpenStore = Callable[[], JobStore]
 
-def new_store(tmp_path: Path, limit: str = "10") -> JobStore:
-    store = JobStore.in_directory(tmp_path)
+
+def new_store(open_store: OpenStore, limit: str = "10") -> JobStore:
+    store = open_store()
     store.ensure_run("r1", script="s", limit=Decimal(limit))
     return store
 
@@ -24,6 +35,18 @@ def add(store: JobStore, segment: int, body: dict[str, object] | None = None) ->
         run_id="r1", narrative="n", variant="a", pass_="draft", segment=segment, body=body or BODY
     )
     return job.key
+
+
+def run_together(workers: int, work: Callable[[int], None]) -> None:
+    """Run ``work(0..workers-1)`` in threads released at the same instant; re-raise any failure."""
+    barrier = threading.Barrier(workers)
+
+    def run(n: int) -> None:
+        barrier.wait()
+        work(n)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, range(workers)))
 
 
 def test_key_depends_on_everything_that_determines_the_output() -> None:
@@ -36,21 +59,22 @@ def test_key_depends_on_everything_that_determines_the_output() -> None:
     assert base != job_key("r1", "n", "a", "draft", 0, {**BODY, "seed": 1})
 
 
-def test_upsert_is_idempotent_and_survives_reopening(tmp_path: Path) -> None:
-    store = new_store(tmp_path)
+def test_upsert_is_idempotent_and_survives_reopening(open_store: OpenStore) -> None:
+    store = new_store(open_store)
     key = add(store, 0)
     assert add(store, 0) == key
     store.begin_submit(key, Decimal("0.42"))
     store.mark_submitted(key, "req-1")
     store.close()
-    again = JobStore.in_directory(tmp_path)
+    again = open_store()
     job = again.get(key)
     assert (job.status, job.request_id, job.attempts) == (JobStatus.SUBMITTED, "req-1", 1)
+    assert job.body == BODY
     assert again.spend("r1").reserved == Decimal("0.42")
 
 
-def test_lifecycle_moves_money_from_reserved_to_charged(tmp_path: Path) -> None:
-    store = new_store(tmp_path)
+def test_lifecycle_moves_money_from_reserved_to_charged(open_store: OpenStore) -> None:
+    store = new_store(open_store)
     ok, bad, lost = add(store, 0), add(store, 1), add(store, 2)
     for key in (ok, bad, lost):
         assert store.begin_submit(key, Decimal("1.00")) is not None
@@ -69,10 +93,11 @@ def test_lifecycle_moves_money_from_reserved_to_charged(tmp_path: Path) -> None:
     assert store.get(lost).status == JobStatus.PLANNED
     statuses = [(r["request_id"], r["status"], r["charged_micro"]) for r in store.paid_requests("r1")]
     assert statuses == [("req-ok", "completed", 1_000_000), ("req-bad", "failed", 0), (None, "submitting", 0)]
+    assert store.get(ok).size == 10
 
 
-def test_reservation_refused_over_the_limit(tmp_path: Path) -> None:
-    store = new_store(tmp_path, limit="1.00")
+def test_reservation_refused_over_the_limit(open_store: OpenStore) -> None:
+    store = new_store(open_store, limit="1.00")
     a, b = add(store, 0), add(store, 1)
     assert store.begin_submit(a, Decimal("0.60")) is not None
     assert store.begin_submit(b, Decimal("0.41")) is None
@@ -81,50 +106,106 @@ def test_reservation_refused_over_the_limit(tmp_path: Path) -> None:
     assert store.spend("r1").committed == Decimal("1.00")
 
 
-def test_resuming_keeps_the_original_limit(tmp_path: Path) -> None:
-    store = new_store(tmp_path, limit="5")
+def test_resuming_keeps_the_original_limit(open_store: OpenStore) -> None:
+    store = new_store(open_store, limit="5")
     assert store.ensure_run("r1", script="s", limit=Decimal("500")).limit == Decimal("5")
 
 
-def test_concurrent_threads_never_pass_the_limit(tmp_path: Path) -> None:
-    store = new_store(tmp_path, limit="10.00")
+def test_amounts_past_32_bits_of_micro_usd(open_store: OpenStore) -> None:
+    store = new_store(open_store, limit="1000000")  # 10^12 micro-USD
+    key = add(store, 0)
+    assert store.begin_submit(key, Decimal("4321.123456")) is not None
+    store.mark_completed(key, file="/c.mp4", sha256="ab" * 32, size=5 * 2**31, cost=Decimal("4321.123456"))
+    assert store.spend("r1").charged == Decimal("4321.123456")
+    assert store.get(key).size == 5 * 2**31
+    [run] = store.list_runs()
+    assert (run["limit_usd"], run["jobs"]) == (Decimal(1_000_000), {"completed": 1})
+
+
+def test_plan_order_is_bytewise(open_store: OpenStore) -> None:
+    store = new_store(open_store)
+    for narrative in ["ab-c", "abb", "a-b"]:
+        for pass_ in ["draft", "final"]:
+            store.upsert_job(run_id="r1", narrative=narrative, variant="v", pass_=pass_, segment=0, body=BODY)
+    order = [(j.pass_, j.narrative) for j in store.jobs_of("r1")]
+    assert order == [(p, n) for p in ["final", "draft"] for n in ["a-b", "ab-c", "abb"]]
+
+
+def test_concurrent_threads_never_pass_the_limit(open_store: OpenStore) -> None:
+    store = new_store(open_store, limit="10.00")
     keys = [add(store, i) for i in range(60)]
     granted: list[str] = []
-    lock = threading.Lock()
 
-    def submit(key: str) -> None:
-        if store.begin_submit(key, Decimal("0.84")) is not None:
-            with lock:
-                granted.append(key)
+    def submit(n: int) -> None:
+        if store.begin_submit(keys[n], Decimal("0.84")) is not None:
+            granted.append(keys[n])
 
-    threads = [threading.Thread(target=submit, args=(k,)) for k in keys]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(len(keys), submit)
     assert len(granted) == 11  # floor(10.00 / 0.84)
     assert store.spend("r1").committed == Decimal("9.24")
+
+
+def test_workers_starting_together_share_one_run_and_one_job(open_store: OpenStore) -> None:
+    keys: list[str] = []
+
+    def start_worker(_n: int) -> None:
+        store = new_store(open_store)  # each creates the tables, the run and the job if missing
+        keys.append(add(store, 0))
+
+    run_together(4, start_worker)
+    store = open_store()
+    assert len(set(keys)) == 1
+    assert [j.key for j in store.jobs_of("r1")] == keys[:1]
+    assert [r["run_id"] for r in store.list_runs()] == ["r1"]
+
+
+def test_two_workers_reserve_within_the_limit_and_complete_each_job_once(open_store: OpenStore) -> None:
+    workers = [new_store(open_store, limit="10.00"), open_store()]
+    keys = [add(workers[i % 2], i) for i in range(40)]
+    granted: list[str] = []
+
+    def reserve(n: int) -> None:  # 8 threads, 4 on each worker's store
+        for key in keys[n::8]:
+            if workers[n % 2].begin_submit(key, Decimal("0.84")) is not None:
+                granted.append(key)
+
+    run_together(8, reserve)
+    assert len(granted) == 11
+    for key in granted:
+        workers[0].mark_submitted(key, f"req-{key[:12]}")
+
+    def complete(n: int) -> None:  # both workers finish every job, at once (a retried task)
+        for key in granted:
+            workers[n % 2].mark_completed(key, file=f"/{key}.mp4", sha256=key, size=1, cost=Decimal("0.80"))
+
+    run_together(6, complete)
+    spend = workers[1].spend("r1")
+    assert (spend.reserved, spend.charged) == (Decimal(0), Decimal("8.80"))
+    assert {workers[0].get(k).charged_micro for k in granted} == {800_000}
+    paid = list(workers[0].paid_requests("r1"))
+    assert len(paid) == 11
+    assert {(r["status"], r["charged_micro"]) for r in paid} == {("completed", 800_000)}
 
 
 RESERVE_MANY = """
 import sys
 from decimal import Decimal
-from pathlib import Path
 from pipeline.store.jobs import JobStore
-store = JobStore.in_directory(Path(sys.argv[1]))
+store = JobStore.open(sys.argv[1])
 won = 0
 for i in range(int(sys.argv[2]), int(sys.argv[2]) + 30):
     key = store.upsert_job(run_id="r1", narrative="n", variant="a", pass_="draft", segment=i, body={"p": 1}).key
     won += store.begin_submit(key, Decimal("0.50")) is not None
+store.close()
 print(won)
 """
 
 
-def test_concurrent_processes_never_pass_the_limit(tmp_path: Path) -> None:
-    new_store(tmp_path, limit="7.00").close()
+def test_concurrent_processes_never_pass_the_limit(store_url: str, open_store: OpenStore) -> None:
+    new_store(open_store, limit="7.00").close()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", RESERVE_MANY, str(tmp_path), str(n * 100)],
+            [sys.executable, "-c", RESERVE_MANY, store_url, str(n * 100)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -132,4 +213,24 @@ def test_concurrent_processes_never_pass_the_limit(tmp_path: Path) -> None:
     ]
     won = [int(p.communicate(timeout=120)[0]) for p in procs]
     assert sum(won) == 14
-    assert JobStore.in_directory(tmp_path).spend("r1").committed == Decimal("7.00")
+    assert open_store().spend("r1").committed == Decimal("7.00")
+
+
+def test_plan_order_ignores_a_postgresql_database_collation(postgres_cluster: PostgresCluster) -> None:
+    """Production databases often sort text by a language that skips '-' (en_US); plans must not."""
+    create = "CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US-u-ka-shifted'"
+    with psycopg.connect(postgres_cluster.url().replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(sql.SQL(create).format(sql.Identifier("store_en_us")))
+    url = postgres_cluster.url("store_en_us")
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        assert conn.execute("SELECT 'abb' < 'ab-c'").fetchone() == (True,)  # the database's order
+    store = JobStore.open(url)
+    try:
+        store.ensure_run("r1", script="s", limit=Decimal(1))
+        for narrative in ["abb", "ab-c"]:
+            store.upsert_job(
+                run_id="r1", narrative=narrative, variant="v", pass_="draft", segment=0, body=BODY
+            )
+        assert [j.narrative for j in store.jobs_of("r1")] == ["ab-c", "abb"]  # SQLite's and Python's
+    finally:
+        store.close()

@@ -1,0 +1,107 @@
+"""``klingflow deploy``, ``serve``, ``worker`` and ``resume``: scheduled renders and scale-out.
+
+All four talk to a Prefect server (``PREFECT_API_URL``); see the README's "Running at scale".
+Prefect is imported inside the commands so that ``validate`` and ``plan`` stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.cli.run_cmds import prefect_env
+
+_out = Console(highlight=False)
+
+_PROVIDER = typer.Option(help="sandbox or runcomfy for every run of the deployment (default: the script's).")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``deploy``, ``serve``, ``worker`` and ``resume`` to ``app``."""
+
+    @app.command()
+    def deploy(
+        scripts: Annotated[list[str], typer.Argument(help="Render scripts: paths or s3://bucket/key.yaml.")],
+        pool: Annotated[str, typer.Option(help="Work pool whose workers run the renders.")] = "klingflow",
+        provider: Annotated[str | None, _PROVIDER] = None,
+    ) -> None:
+        """Register a deployment of the render flow per SCRIPT, on its schedule (cron + time zone).
+
+        Scripts are validated first. A script without a schedule is deployed to be started on
+        demand (prefect deployment run 'klingflow-render/NAME'). Workers: klingflow worker.
+
+        Example: klingflow deploy configs/weekly-campaign.yaml
+        """
+        prefect_env(verbose=False)
+        from flows.deploy import deploy as deploy_scripts
+
+        made = asyncio.run(deploy_scripts(scripts, pool=pool, provider=provider))
+        table = Table("deployment", "schedule", "script", "id")
+        for d, deployment_id in made:
+            table.add_row(
+                f"klingflow-render/{d.loaded.script.name}",
+                d.schedule,
+                d.deployment.parameters["script"],
+                deployment_id,
+            )
+        _out.print(table)
+        _out.print(f"work pool: {pool} (start workers with: klingflow worker --pool {pool})")
+
+    @app.command()
+    def serve(
+        scripts: Annotated[list[str], typer.Argument(help="Render scripts: paths or s3://bucket/key.yaml.")],
+        provider: Annotated[str | None, _PROVIDER] = None,
+        limit: Annotated[int | None, typer.Option(min=1, help="Renders at once (default: no limit).")] = None,
+    ) -> None:
+        """Serve the SCRIPTS' deployments from this one process, on their schedules, until stopped.
+
+        For a single machine: no work pool or worker needed. Schedules stay active when it stops.
+
+        Example: klingflow serve configs/weekly-campaign.yaml configs/bulk-ab.yaml
+        """
+        prefect_env(verbose=True)
+        from flows.deploy import serve as serve_scripts
+
+        asyncio.run(serve_scripts(scripts, provider=provider, limit=limit))
+
+    @app.command()
+    def worker(
+        pool: Annotated[
+            str, typer.Option(help="Work pool to take flow runs from (created if missing).")
+        ] = "klingflow",
+        limit: Annotated[int | None, typer.Option(min=1, help="Flow runs at once on this worker.")] = None,
+        name: Annotated[str | None, typer.Option(help="Worker name shown in the Prefect UI.")] = None,
+    ) -> None:
+        """Run a Prefect process worker: it takes render flow runs from POOL until stopped.
+
+        Share KLINGFLOW_STORE_URL (job store and spend ledger) and KLINGFLOW_SHARED_URL (clips)
+        between workers; provider limits are shared through the Prefect server.
+
+        Example: klingflow worker --pool klingflow
+        """
+        prefect_env(verbose=True)
+        from flows.deploy import work
+
+        asyncio.run(work(pool, limit=limit, name=name))
+
+    @app.command()
+    def resume(
+        run: Annotated[str, typer.Argument(help="The run id (see klingflow status).")],
+    ) -> None:
+        """Start RUN again on any worker, from where it stopped (nothing is bought twice).
+
+        For a run whose worker died: klingflow cancel RUN --keep-requests, then klingflow resume RUN.
+
+        Example: klingflow resume weekly-campaign-049373e34d
+        """
+        prefect_env(verbose=False)
+        from flows.deploy import needs_server
+        from flows.operations import resume as resume_run
+
+        needs_server("klingflow resume")
+        flow_run = asyncio.run(resume_run(run))
+        _out.print(f"run {run}: flow run {flow_run.name} ({flow_run.id}) scheduled for the next free worker")

@@ -1,0 +1,211 @@
+"""A Prefect server and klingflow process workers as child processes, on loopback.
+
+The server keeps its database where it is told (PostgreSQL in scale-out); each worker is
+``klingflow worker`` in its own process group, so that stopping one — or killing it as a crash
+would — takes its flow runs' processes with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from pipeline.errors import ConfigError
+from pipeline.processes import descendants
+
+#: Server settings for a rehearsal or test stack: no UI, no analytics (no network here), and a
+#: scheduler that looks for due schedules every few seconds instead of every minute.
+SERVER_ENV: Mapping[str, str] = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+    "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "5",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _bin(name: str) -> str:
+    """A console script of this environment (``prefect``, ``klingflow``)."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    """Signal ``proc``'s whole process group and wait for it (SIGKILL if it lingers)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@dataclass
+class PrefectServer:
+    """``prefect server start`` on 127.0.0.1 with its own PREFECT_HOME and database."""
+
+    home: Path
+    database_url: str
+    port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        """PREFECT_API_URL of this server."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def log(self) -> Path:
+        """The server's output."""
+        return self.home / "server.log"
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for processes that use this server (workers, the CLI)."""
+        return {
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_HOME": str(self.home / "client"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+
+    def start(self, timeout: float = 180) -> PrefectServer:
+        """Start the server and wait until its health endpoint answers."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        env = {
+            **os.environ,
+            **SERVER_ENV,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url,
+            **self.env,
+        }
+        env.pop("PREFECT_API_URL", None)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    _bin("prefect"),
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--no-ui",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ConfigError(
+                    f"the Prefect server exited with {self.proc.returncode}:\n{_tail(self.log)}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return self
+            time.sleep(0.5)
+        self.stop()
+        raise ConfigError(f"the Prefect server did not answer within {timeout:.0f} s:\n{_tail(self.log)}")
+
+    def stop(self) -> None:
+        """Stop the server (safe to call twice)."""
+        if self.proc is not None:
+            stop_group(self.proc)
+
+    def __enter__(self) -> PrefectServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Worker:
+    """``klingflow worker --pool POOL`` in its own process group, with its own environment."""
+
+    name: str
+    pool: str
+    env: dict[str, str]
+    cwd: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        """The worker's output (and its flow runs')."""
+        return self.cwd / f"{self.name}.log"
+
+    def start(self) -> Worker:
+        """Start the worker; it polls the pool until stopped."""
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [_bin("klingflow"), "worker", "--pool", self.pool, "--name", self.name],
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
+
+    def kill(self) -> None:
+        """Kill the worker and its flow runs at once, as a crash of its machine would.
+
+        Prefect starts each flow run in a session of its own, so the worker's process group is
+        not enough: every descendant is killed.
+        """
+        if self.proc is None:
+            return
+        doomed = descendants(self.proc.pid)
+        stop_group(self.proc, signal.SIGKILL)
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        """Stop the worker and its flow runs (safe to call twice)."""
+        if self.proc is None:
+            return
+        doomed = descendants(self.proc.pid)
+        stop_group(self.proc)
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def tail(self) -> str:
+        """The end of the worker's log, for error messages."""
+        return _tail(self.log)
