@@ -30,6 +30,7 @@ happen, with ``raise ... from exc``, so callers only ever see these::
     │   ├── ArchiveConflict             73  a different object already sits under that key
     │   └── DiskFull                    73  no space left where a file must be written
     ├── StackError                      69  a local service (PostgreSQL, …) failed (carries its log tail)
+    ├── RunBusy                         75  another process is rendering this run id right now
     └── RunIncomplete                    1  a run ended with some masters not delivered
 
 Exit codes follow sysexits (as the RunComfy CLI does); 1, 3 and 4 are ours; 64 is a usage
@@ -283,6 +284,12 @@ class StackError(KlingflowError):
     def __init__(self, message: str, *, log_tail: str = "") -> None:
         self.log_tail = log_tail
         super().__init__(f"{message}\n{log_tail}".rstrip() if log_tail else message)
+
+
+class RunBusy(KlingflowError):
+    """Another process holds this run (two ``klingflow run`` of one script at once): try later."""
+
+    exit_code = EXIT_TEMPFAIL
 
 
 class RunIncomplete(KlingflowError):

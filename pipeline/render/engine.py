@@ -42,7 +42,7 @@ from pipeline.render.layout import RunLayout
 from pipeline.render.limits import Limits
 from pipeline.render.masters import Clip
 from pipeline.render.shared import ClipShare
-from pipeline.store.jobs import JobStatus, JobStore, from_micro
+from pipeline.store.jobs import JobBusy, JobStatus, JobStore, from_micro
 
 #: ``image_url(path_or_url) -> URL the provider can fetch`` (uploads local files).
 ImageUrl = Callable[[str], Awaitable[str]]
@@ -240,6 +240,11 @@ class Engine:
                     end_url = await self.image_url(end_image) if end_image else None
                     spec = request.spec(start_url, end_url)
                     outcome = await self._submit(key, spec, request.cost)
+                except JobBusy as exc:
+                    # Another flow run of this run id got here first (the run lock prevents it
+                    # on a server; two local runs of one script may still race): leave it be.
+                    self._emit("failed", request, str(exc))
+                    return JobResult(request, exc.status, error=f"{exc} (rerun once it has finished)")
                 except SubmitOutcomeUnknown as exc:
                     self.store.mark_unknown(key, str(exc))
                     self._emit("unknown", request, str(exc))

@@ -20,6 +20,7 @@ from pipeline.render.engine import Engine
 from pipeline.render.layout import RunLayout, check_run_id, default_run_id
 from pipeline.render.limits import Limits, LocalLimits
 from pipeline.render.run import RenderRun
+from pipeline.render.runlock import hold_run
 from pipeline.render.settings import RunSettings
 from pipeline.render.shared import ClipShare
 from pipeline.script.loader import LoadedScript
@@ -63,8 +64,13 @@ async def open_run(
     """
     base_dir = Path(await asyncio.to_thread(os.path.abspath, loaded.base_dir))
     layout = RunLayout(settings.runs_dir / run_id)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    store = JobStore.open(settings.store_url or layout.db_url)
+    held = contextlib.ExitStack()
+    held.enter_context(hold_run(layout.root, run_id))
+    try:
+        store = JobStore.open(settings.store_url or layout.db_url)
+    except BaseException:
+        held.close()
+        raise
     shared: ClipShare | None = None
     try:
         shared = ClipShare.open(settings.shared_url, run_id) if settings.shared_url else None
@@ -115,3 +121,4 @@ async def open_run(
         if shared is not None:
             shared.close()
         store.close()
+        held.close()

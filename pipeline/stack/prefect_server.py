@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.errors import ConfigError
+from pipeline.errors import StackError
 from pipeline.processes import descendants
+from pipeline.stack.postgres import free_port
 
 #: Server settings for a rehearsal or test stack: no UI, no analytics (no network here), and a
 #: scheduler that looks for due schedules every few seconds instead of every minute.
@@ -33,14 +33,6 @@ SERVER_ENV: Mapping[str, str] = {
     "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "5",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
 }
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _bin(name: str) -> str:
@@ -130,15 +122,17 @@ class PrefectServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ConfigError(
-                    f"the Prefect server exited with {self.proc.returncode}:\n{_tail(self.log)}"
+                raise StackError(
+                    f"the Prefect server exited with {self.proc.returncode}", log_tail=_tail(self.log)
                 )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
                     return self
             time.sleep(0.5)
         self.stop()
-        raise ConfigError(f"the Prefect server did not answer within {timeout:.0f} s:\n{_tail(self.log)}")
+        raise StackError(
+            f"the Prefect server did not answer within {timeout:.0f} s", log_tail=_tail(self.log)
+        )
 
     def stop(self) -> None:
         """Stop the server (safe to call twice)."""
@@ -160,6 +154,8 @@ class Worker:
     pool: str
     env: dict[str, str]
     cwd: Path
+    #: Flow runs at once on this worker (``--limit``); None: Prefect's default, no limit.
+    limit: int | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -170,9 +166,10 @@ class Worker:
     def start(self) -> Worker:
         """Start the worker; it polls the pool until stopped."""
         self.cwd.mkdir(parents=True, exist_ok=True)
+        limit = [] if self.limit is None else ["--limit", str(self.limit)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [_bin("klingflow"), "worker", "--pool", self.pool, "--name", self.name],
+                [_bin("klingflow"), "worker", "--pool", self.pool, "--name", self.name, *limit],
                 env={**os.environ, **self.env},
                 cwd=self.cwd,
                 stdout=out,

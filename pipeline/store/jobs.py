@@ -67,6 +67,16 @@ class JobStatus(StrEnum):
 
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+#: States from which a job may be bought (again): nothing of it is out at the provider.
+BUYABLE = frozenset({JobStatus.PLANNED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobBusy(Exception):
+    """Another process is buying or has bought this job (two runs of one run id at once)."""
+
+    def __init__(self, key: str, status: JobStatus) -> None:
+        self.status = status
+        super().__init__(f"job {key} is {status.value} in another process: not bought twice")
 
 #: The PostgreSQL advisory lock held while one worker creates the tables (any constant will do).
 DDL_LOCK_ID = int.from_bytes(b"klingflo")
@@ -387,11 +397,14 @@ class JobStore:
         """Reserve ``amount`` on the run and mark the job ``submitting`` — one transaction.
 
         Returns None (and changes nothing) when the reservation would take the run over its
-        limit. Call it *before* sending the paid request.
+        limit; raises JobBusy when the job is not :data:`BUYABLE` (another process submitted it
+        since this one read it). Call it *before* sending the paid request.
         """
         micro = to_micro(amount)
         with self._tx() as tx:
             job = _job(tx, key)
+            if job.status not in BUYABLE:
+                raise JobBusy(key, job.status)
             if not self._reserve(tx, job.run_id, micro):
                 return None
             attempt = job.attempts + 1

@@ -276,6 +276,7 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
                 "max_in_flight_seen": state.max_in_flight_seen,
                 "accepted_times": state.accepted_times,
                 "rate_limited": state.rate_limited,
+                "downloads": state.downloads,
             }
         )
 
@@ -311,6 +312,7 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
         if job is None or job.video_name is None:
             return Response(status_code=404)
         data = await anyio.Path(state.videos_dir / job.video_name).read_bytes()
+        state.downloads[job.request_id] = state.downloads.get(job.request_id, 0) + 1
         headers = {"Content-Length": str(len(data))}
         if state.dice.roll(state.faults.corrupt):
             lo, hi = CORRUPT_SPAN

@@ -93,11 +93,13 @@ class SandboxState:
         self.dice = FaultDice(config.faults.seed)
         self.bucket = TokenBucket(config.submit_rate_per_s, config.submit_burst)
         self.jobs: dict[str, Job] = {}
-        #: What clients did, for checking their limits: most requests in flight at once, the
-        #: acceptance times of submits (monotonic), and submits refused with a 429.
+        #: What clients did, for checking them: most requests in flight at once, the acceptance
+        #: times of submits (monotonic), submits refused with a 429, and downloads.
         self.max_in_flight_seen = 0
         self.accepted_times: list[float] = []
         self.rate_limited = 0
+        #: Video downloads per request id.
+        self.downloads: dict[str, int] = {}
         self._slots = [0.0] * config.slots
         self._renders: dict[str, Future[Path]] = {}
         self._executor = ThreadPoolExecutor(max_workers=config.render_workers, thread_name_prefix="kf-render")
