@@ -78,6 +78,7 @@ class JobBusy(Exception):
         self.status = status
         super().__init__(f"job {key} is {status.value} in another process: not bought twice")
 
+
 #: The PostgreSQL advisory lock held while one worker creates the tables (any constant will do).
 DDL_LOCK_ID = int.from_bytes(b"klingflo")
 
