@@ -9,10 +9,12 @@ deployment's schedule; a script without one is deployed to be started on demand.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
@@ -23,8 +25,10 @@ from prefect.types.entrypoint import EntrypointType
 
 from flows.limits import server_configured
 from flows.render import render
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, StackError
 from pipeline.script.loader import LoadedScript, load_script
+
+T = TypeVar("T")
 
 #: The work pool deployments go to and ``klingflow worker`` serves, unless told otherwise.
 DEFAULT_POOL = "klingflow"
@@ -39,6 +43,19 @@ def needs_server(what: str) -> None:
             f"{what} needs a Prefect server: start one (prefect server start) and set "
             "PREFECT_API_URL, e.g. http://127.0.0.1:4200/api (see README, 'Running at scale')"
         )
+
+
+def on_server(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` (which talks to the Prefect server); an unreachable server is a StackError."""
+    import httpx
+
+    try:
+        return asyncio.run(work)
+    except httpx.HTTPError as exc:
+        raise StackError(
+            f"the Prefect server at {os.environ.get('PREFECT_API_URL') or 'the profile URL'} "
+            f"did not answer: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def script_reference(script: str) -> str:

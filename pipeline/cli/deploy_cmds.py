@@ -6,7 +6,6 @@ Prefect is imported inside the commands so that ``validate`` and ``plan`` stay f
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
@@ -38,8 +37,9 @@ def register(app: typer.Typer) -> None:
         """
         prefect_env(verbose=False)
         from flows.deploy import deploy as deploy_scripts
+        from flows.deploy import on_server
 
-        made = asyncio.run(deploy_scripts(scripts, pool=pool, provider=provider))
+        made = on_server(deploy_scripts(scripts, pool=pool, provider=provider))
         table = Table("deployment", "schedule", "script", "id")
         for d, deployment_id in made:
             table.add_row(
@@ -64,9 +64,10 @@ def register(app: typer.Typer) -> None:
         Example: klingflow serve configs/weekly-campaign.yaml configs/bulk-ab.yaml
         """
         prefect_env(verbose=True)
+        from flows.deploy import on_server
         from flows.deploy import serve as serve_scripts
 
-        asyncio.run(serve_scripts(scripts, provider=provider, limit=limit))
+        on_server(serve_scripts(scripts, provider=provider, limit=limit))
 
     @app.command()
     def worker(
@@ -84,9 +85,9 @@ def register(app: typer.Typer) -> None:
         Example: klingflow worker --pool klingflow
         """
         prefect_env(verbose=True)
-        from flows.deploy import work
+        from flows.deploy import on_server, work
 
-        asyncio.run(work(pool, limit=limit, name=name))
+        on_server(work(pool, limit=limit, name=name))
 
     @app.command()
     def resume(
@@ -99,9 +100,9 @@ def register(app: typer.Typer) -> None:
         Example: klingflow resume weekly-campaign-049373e34d
         """
         prefect_env(verbose=False)
-        from flows.deploy import needs_server
+        from flows.deploy import needs_server, on_server
         from flows.operations import resume as resume_run
 
         needs_server("klingflow resume")
-        flow_run = asyncio.run(resume_run(run))
+        flow_run = on_server(resume_run(run))
         _out.print(f"run {run}: flow run {flow_run.name} ({flow_run.id}) scheduled for the next free worker")

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from pipeline.errors import EXIT_INTERRUPTED, ConfigError, KlingflowError, RunIncomplete
+from pipeline.errors import EXIT_INTERRUPTED, ConfigError, KlingflowError, RunIncomplete, StackError
 from pipeline.planning.plan import PlannedRequest, build_plan
 from pipeline.render.settings import RunSettings, load_run_settings
 from pipeline.script.loader import load_script
@@ -312,10 +312,16 @@ def _print_flow_runs(run: str | None) -> None:
     """The render flow runs on the Prefect server (every worker's), when one is configured."""
     if not _server():
         return
+    from flows.deploy import on_server
     from flows.operations import views
 
+    try:
+        found = on_server(views())
+    except StackError as exc:
+        _err.print(f"warning: {exc}", markup=False)  # the job store below still answers
+        return
     table = Table("flow run", "run", "state", "deployment", "started", "pool", title="Prefect flow runs")
-    for v in asyncio.run(views()):
+    for v in found:
         if run is None or v.run_id == run:
             started = v.started.strftime("%Y-%m-%d %H:%M:%S") if v.started else ""
             table.add_row(v.name, v.run_id or "", v.state, v.deployment or "", started, v.worker or "")
@@ -325,9 +331,10 @@ def _print_flow_runs(run: str | None) -> None:
 def _cancel_flow_runs(run: str, wait: float) -> None:
     if not _server():
         return
+    from flows.deploy import on_server
     from flows.operations import cancel
 
-    for name, state in asyncio.run(cancel(run, wait_s=wait)):
+    for name, state in on_server(cancel(run, wait_s=wait)):
         _out.print(f"flow run {name}: {state}")
 
 

@@ -5,6 +5,9 @@ Registering them on a real Prefect server, and a schedule firing, are tested in 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,10 @@ import yaml
 
 from flows.deploy import deployment_of, script_reference
 from pipeline.cli import main
-from pipeline.errors import EXIT_CONFIG, EXIT_DATAERR
+from pipeline.errors import EXIT_CONFIG, EXIT_DATAERR, EXIT_UNAVAILABLE
 from pipeline.script.loader import load_script
+
+KLINGFLOW = str(Path(sys.executable).with_name("klingflow"))
 
 
 def test_prefect_yaml_deploys_the_example_scripts_on_their_own_schedules(repo_root: Path) -> None:
@@ -83,3 +88,24 @@ def test_a_broken_script_is_never_deployed(tmp_path: Path, capsys: pytest.Captur
     broken.write_text("version: 1\nname: Not Valid\n")
     assert main(["deploy", str(broken)]) == EXIT_DATAERR
     assert str(broken) in capsys.readouterr().err
+
+
+def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",  # the discard port: nothing answers there
+        "PREFECT_CLIENT_MAX_RETRIES": "0",
+        "KLINGFLOW_RUNS_DIR": str(tmp_path / "runs"),
+    }
+    resume = subprocess.run(
+        [KLINGFLOW, "resume", "r1"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert resume.returncode == EXIT_UNAVAILABLE, resume.stderr
+    assert "Prefect server at http://127.0.0.1:9/api did not answer" in resume.stderr
+    assert "Traceback" not in resume.stderr
+    # status still shows what the job store knows, with a warning about the server.
+    status = subprocess.run(
+        [KLINGFLOW, "status"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert status.returncode == 0, status.stderr
+    assert "did not answer" in status.stderr and "no runs under" in status.stdout
