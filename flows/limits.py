@@ -11,8 +11,9 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.concurrency.asyncio import concurrency, rate_limit
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.settings import PREFECT_API_URL, load_current_profile
 
 from pipeline.render.limits import LocalLimits
@@ -37,15 +38,25 @@ def limit_names(provider: str) -> tuple[str, str]:
     return f"klingflow-{provider}-in-flight", f"klingflow-{provider}-submits"
 
 
+async def _upsert_limit(client: PrefectClient, name: str, limit: int, decay: float | None = None) -> None:
+    """Create or update a global limit, also when another run creates it at the same moment.
+
+    Prefect's upsert reads, then creates: two runs starting together on a fresh server both
+    find nothing and one create fails with a 409. The second attempt finds the limit.
+    """
+    try:
+        await client.upsert_global_concurrency_limit_by_name(name, limit, slot_decay_per_second=decay)
+    except ObjectAlreadyExists:
+        await client.upsert_global_concurrency_limit_by_name(name, limit, slot_decay_per_second=decay)
+
+
 async def ensure_limits(provider: str, settings: RunSettings) -> tuple[str, str]:
     """Create or update the provider's two global limits from ``settings``; return their names."""
     in_flight, submits = limit_names(provider)
     async with get_client() as client:
-        await client.upsert_global_concurrency_limit_by_name(in_flight, settings.max_in_flight)
+        await _upsert_limit(client, in_flight, settings.max_in_flight)
         # A rate limit is a concurrency limit whose slots decay: `burst` slots, refilled at `rate`/s.
-        await client.upsert_global_concurrency_limit_by_name(
-            submits, settings.submit_burst, slot_decay_per_second=settings.submit_rate_per_s
-        )
+        await _upsert_limit(client, submits, settings.submit_burst, settings.submit_rate_per_s)
     return in_flight, submits
 
 
@@ -60,7 +71,7 @@ async def run_lock(run_id: str) -> AsyncIterator[None]:
     """
     name = f"klingflow-run-{run_id}"
     async with get_client() as client:
-        await client.upsert_global_concurrency_limit_by_name(name, 1)
+        await _upsert_limit(client, name, 1)
     async with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_S):
         yield
 

@@ -387,7 +387,7 @@ class Sampler:
             return max((h for p, h in self.hwm.items() if self.component[p] == kind), default=0) / 1024
 
         return {
-            "wall_s": wall,
+            "sampled_s": wall,
             "load1_max": max(self.loads),
             "load1_mean": statistics.mean(self.loads),
             "machine_busy_cores": ncpu * (busy1 - busy0) / max(total1 - total0, 1),
@@ -556,7 +556,11 @@ def run_round(
         sandbox.stop()
 
     # --- checks -------------------------------------------------------------------------------
-    not_completed = {str(i): fr.state.name for i, fr in final.items() if not fr.state.is_completed()}
+    not_completed = {
+        f"{fr.name} ({i})": f"{fr.state.name}: {fr.state.message}"
+        for i, fr in final.items()
+        if not fr.state.is_completed()
+    }
     assert not not_completed, f"flow runs not Completed: {not_completed}\n{_tails(workers)}"
     assert all(e["charge_count"] <= 1 for e in ledger), [e for e in ledger if e["charge_count"] > 1]
     charged = {e["request_id"]: e for e in ledger if e["charged"]}
@@ -573,7 +577,9 @@ def run_round(
     for i in range(len(times)):  # token bucket: burst + rate × span (+1 for network jitter)
         for j in range(i + 1, len(times)):
             assert j - i + 1 <= args.burst + args.rate * (times[j] - times[i]) + 1, (i, j)
-    ran_on = {str(i): [w for w, text in logs.items() if str(i) in text] for i in ids}
+    # Both workers may try to submit a flow run; the server lets one, the other aborts.
+    taken = {w: submitted_by(text) for w, text in logs.items()}
+    ran_on = {str(i): [w for w, runs in taken.items() if str(i) in runs] for i in ids}
     assert all(len(v) == 1 for v in ran_on.values()), ran_on
 
     # --- numbers ------------------------------------------------------------------------------
@@ -627,6 +633,12 @@ def wait_final(stack: Stack, ids: list[Any], timeout: float, workers: list[Any])
             states = {str(k): (r.state.name if r.state else None) for k, r in runs.items()}
             raise TimeoutError(f"flow runs not final after {timeout:.0f} s: {states}\n{_tails(workers)}")
         time.sleep(0.5)
+
+
+def submitted_by(log: str) -> set[str]:
+    """Flow run ids a worker submitted, minus those whose submission the server aborted."""
+    tried = set(re.findall(r"submitting flow run '([0-9a-f-]{36})'", log))
+    return tried - set(re.findall(r"Aborted submission of flow run '([0-9a-f-]{36})'", log))
 
 
 def _tails(workers: list[Any]) -> str:
@@ -750,6 +762,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     stop: list[Any] = []
     rounds: list[dict[str, Any]] = []
     t_start = time.monotonic()
+    failed = True
     try:
         stack = start_stack(args, work, pg_dir, stop)
         specs = [s for p in stack.scripts.values() for s in draft_specs(p)]
@@ -782,6 +795,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 f"bound {result['bound_s']:.1f} s",
                 flush=True,
             )
+        failed = False
     finally:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
         try:
@@ -790,6 +804,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     action()
                 except Exception as exc:  # noqa: BLE001 - keep stopping the rest
                     print(f"clean-up: {exc}", file=sys.stderr)
+            if failed:  # the logs of workers (and their flow runs) and of the Prefect server
+                logs = Path(tempfile.mkdtemp(prefix="kf-bench-scale-logs-"))
+                for log in [*work.glob("r*-w*/*.log"), work / "prefect" / "server.log"]:
+                    with contextlib.suppress(OSError):
+                        shutil.copy(log, logs / log.name)
+                print(f"logs: {logs}", file=sys.stderr)
             if args.keep:
                 print(f"kept: {work} {pg_dir}", file=sys.stderr)
             else:
@@ -837,7 +857,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         row("jobs/s", lambda r: f"{r['jobs_per_s']:.2f}"),
         row("lower bound (in flight / submit rate)", lambda r: f"{r['bound_s']:.1f} s ({r['bound_in_flight_s']:.1f} / {r['bound_rate_s']:.1f})"),
         row("bound ÷ wall", lambda r: f"{100 * r['bound_s'] / r['wall_s']:.0f} %"),
-        row("generation: first accept → last charge", lambda r: f"{r['generation_span_s']:.1f} s ({100 * r['bound_s'] / r['generation_span_s']:.0f} % of bound)"),
+        row("generation: first accept → last charge (bound ÷ span)", lambda r: f"{r['generation_span_s']:.1f} s ({100 * r['bound_s'] / r['generation_span_s']:.0f} %)"),
         row("trigger → first accept at the sandbox", lambda r: f"{r['first_accept_after_trigger_s']:.1f} s"),
         row("last charge → last flow run Completed (masters, archive)", lambda r: f"{r['tail_after_last_charge_s']:.1f} s"),
         row("flow run created → Pending / → Running (mean; max)", lambda r: f"{r['to_pending_mean_s']:.1f} / {r['to_running_mean_s']:.1f} s; {r['to_running_max_s']:.1f} s"),
