@@ -11,4 +11,7 @@ ruff format --check .
 echo "== mypy"
 mypy
 echo "== pytest"
-pytest "$@"
+# Two test processes (pytest-xdist): the suite waits on servers, schedules and leases as much as
+# it computes. Tests sharing a module-wide stack are grouped (xdist_group) into one process.
+# KLINGFLOW_TEST_PROCESSES=0 runs everything in this one.
+pytest -n "${KLINGFLOW_TEST_PROCESSES:-2}" --dist loadgroup --durations=25 "$@"

@@ -109,7 +109,9 @@ def test_manual_selection_pauses_for_a_choice_and_resumes_with_it(
     monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
     script = write_story(run_env, name="manual-test", limit="40.00", finals=1, select="manual")
     text = script.read_text()
-    script.write_text(text[: text.index("  - id: teaser")] + text[text.index("variants:") :])
+    # The pause is what is under test, not the media: keep only the short independent narrative
+    # (2 segments of 8 s per variant instead of the 4 chained ones of the 40 s story).
+    script.write_text(text[: text.index("  - id: story")] + text[text.index("  - id: teaser") :])
 
     async def main() -> dict[str, object]:
         flow = asyncio.create_task(render(script=str(script), run_id="manual", provider="sandbox"))
@@ -125,8 +127,12 @@ def test_manual_selection_pauses_for_a_choice_and_resumes_with_it(
         return await flow
 
     summary = asyncio.run(main())
+    masters = summary["masters"]
+    assert isinstance(masters, list)
+    drafts = sorted((m["narrative"], m["variant"]) for m in masters if m["pass"] == "draft")
+    assert drafts == [("teaser", "a"), ("teaser", "b"), ("teaser", "c")]  # the choice came after them
     assert summary["selected"] == ["c"]
-    assert [m["variant"] for m in summary["masters"] if m["pass"] == "final"] == ["c"]  # type: ignore[index, union-attr]
+    assert [m["variant"] for m in masters if m["pass"] == "final"] == ["c"]
 
 
 def _free_port() -> int:
@@ -145,9 +151,50 @@ def _submitted(db: Path) -> int:
         return 0
 
 
+#: The first run submits a burst of 4 requests, then 2 a second, and is stopped once the 5th is
+#: out. ``sandbox serve`` renders 4 at a time, so the 5th waits in the queue until one of the
+#: first four finishes: a Ctrl-C cancels it there, and the resumed run must buy it again. The
+#: kill never lands between a submit and its answer (the next one is half a second away).
+KILL_AFTER = 5
+#: The sandbox's latency (and the CLI's polling scale). At 0.02 a draft renders for 1.3 s at the
+#: least: the 5th request queues for most of a second, time for the Ctrl-C's cancel to reach it.
+#: SIGKILL cancels nothing and may run twice as fast. Either way the 12 drafts cannot all be out
+#: before the kill, and each chained segment waits for the one before.
+LATENCY = {"SIGKILL": "0.01", "SIGINT": "0.02"}
+
+
+def _resume_script(tmp_path: Path) -> Path:
+    """The story with two variants: 12 drafts (4 chained + 2 independent segments each), and a
+    budget that allows exactly one final (6 segments) of the two asked for.
+
+    Drafts 2 x 56 s x $0.084 = $9.408 and one pro final with audio 56 s x $0.168 = $9.408: $18.816
+    of $18.90, less than any job costs ($0.672) to spare: a job bought twice leaves the final
+    without budget, and the run fails.
+    """
+    script: Path = write_story(tmp_path, limit="18.90", finals=2, select="all")
+    variant_c = "  - id: c\n    overrides: {seed: 3}\n"
+    text = script.read_text()
+    assert variant_c in text
+    script.write_text(text.replace(variant_c, ""))
+    return script
+
+
+@pytest.fixture(scope="module")
+def cli_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PREFECT_HOME of the CLI runs of this module (each starts its own ephemeral server there).
+
+    The first server on a fresh home migrates Prefect's database (tens of seconds on a busy
+    2-core machine); each test's second run already reuses its first run's home, and the tests
+    share one so that only the very first run pays for it.
+    """
+    return tmp_path_factory.mktemp("cli-prefect-home")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
-def test_killed_run_resumes_and_pays_each_job_once(tmp_path: Path, repo_root: Path, how: str) -> None:
+def test_killed_run_resumes_and_pays_each_job_once(
+    tmp_path: Path, repo_root: Path, cli_prefect_home: Path, how: str
+) -> None:
     """SIGKILL (or Ctrl-C) in the middle of the draft pass, run again: it completes, nothing paid
     twice. Ctrl-C ends the run at once with exit 130 and says what may still be billed."""
     port = _free_port()
@@ -155,11 +202,10 @@ def test_killed_run_resumes_and_pays_each_job_once(tmp_path: Path, repo_root: Pa
         **os.environ,
         "KLINGFLOW_RUNS_DIR": str(tmp_path / "runs"),
         "KLINGFLOW_SANDBOX_URL": f"http://127.0.0.1:{port}/v1",
-        "KLINGFLOW_SANDBOX_LATENCY_SCALE": "0.05",
-        # Submits half a second apart: the kill never lands between a submit and its answer.
+        "KLINGFLOW_SANDBOX_LATENCY_SCALE": LATENCY[how],
         "KLINGFLOW_SUBMIT_RATE_PER_S": "2",
-        "KLINGFLOW_SUBMIT_BURST": "1",
-        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "KLINGFLOW_SUBMIT_BURST": str(KILL_AFTER - 1),
+        "PREFECT_HOME": str(cli_prefect_home),
     }
     env.pop("PREFECT_API_URL", None)
     server = subprocess.Popen(
@@ -172,7 +218,7 @@ def test_killed_run_resumes_and_pays_each_job_once(tmp_path: Path, repo_root: Pa
             "--port",
             str(port),
             "--latency-scale",
-            "0.05",
+            LATENCY[how],
             "--render-scale",
             "0.1",
             "--data-dir",
@@ -192,7 +238,7 @@ def test_killed_run_resumes_and_pays_each_job_once(tmp_path: Path, repo_root: Pa
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        script = write_story(tmp_path, limit="33.00", finals=3, select="all")
+        script = _resume_script(tmp_path)
         command = [
             sys.executable,
             "-m",
@@ -210,7 +256,7 @@ def test_killed_run_resumes_and_pays_each_job_once(tmp_path: Path, repo_root: Pa
             )
         db = tmp_path / "runs" / "crash" / "jobs.db"
         deadline = time.monotonic() + 180
-        while _submitted(db) < 4 and first.poll() is None and time.monotonic() < deadline:
+        while _submitted(db) < KILL_AFTER and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert first.poll() is None, (tmp_path / "first-run.log").read_text()[-3000:]
         if how == "SIGKILL":
@@ -223,17 +269,20 @@ def test_killed_run_resumes_and_pays_each_job_once(tmp_path: Path, repo_root: Pa
             assert "interrupted:" in said
             assert "may still complete and be billed" in said
         before = httpx.get(ledger_url, timeout=5).json()
-        assert 4 <= len(before["entries"]) < 18  # killed in the middle of the draft pass
+        assert KILL_AFTER <= len(before["entries"]) < 12  # killed in the middle of the draft pass
 
+        # The resumed run is not killed: it need not space its submits for a kill to land between
+        # them (the sandbox allows 50 a second).
+        resume_env = {**env, "KLINGFLOW_SUBMIT_RATE_PER_S": "20", "KLINGFLOW_SUBMIT_BURST": "4"}
         second = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+            command, cwd=tmp_path, env=resume_env, capture_output=True, text=True, timeout=600, check=False
         )
         assert second.returncode == 0, second.stdout + second.stderr
 
         ledger = httpx.get(ledger_url, timeout=5).json()
         entries = ledger if isinstance(ledger, list) else ledger["entries"]
         charged = [e for e in entries if e["charged"]]
-        assert len(charged) == 18 + 12  # every job bought once: 18 drafts, 2 finals x 6 segments
+        assert len(charged) == 12 + 6  # every job bought once: 12 drafts, 1 final x 6 segments
         assert all(e["charge_count"] <= 1 for e in entries)
         # Anything else the sandbox accepted was cancelled while queued (Ctrl-C), never billed.
         assert all(e["status"] in ("cancelled", "canceled") for e in entries if not e["charged"])

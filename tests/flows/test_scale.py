@@ -41,6 +41,7 @@ from pipeline.stack.prefect_server import PrefectServer, Worker, stop_group
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("scale-stack"),  # one stack for the module: its tests stay in one process
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
