@@ -8,6 +8,7 @@ tree); the provider's own status words are normalised to :class:`JobState`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -150,6 +151,14 @@ class Provider(Protocol):
     """A generation provider. Implementations: the RunComfy adapter (also used for the sandbox)."""
 
     name: str
+
+    async def preflight(self, specs: Sequence[GenerationSpec]) -> None:
+        """Free checks before any money is reserved for ``specs`` (the whole run's requests).
+
+        Raises BadRequest (65) for a request the model's published input schema refuses, and
+        ConfigError (78) when the provider's price disagrees with klingflow's price table.
+        """
+        ...
 
     async def submit(self, spec: GenerationSpec) -> Submission:
         """Create one paid request; never blindly repeated (see SubmitOutcomeUnknown)."""

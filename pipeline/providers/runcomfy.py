@@ -16,7 +16,7 @@ submit is retried only when the provider provably did not take it.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -301,6 +301,11 @@ class RunComfyProvider:
         return quote(request_id, safe="")
 
     # --- the Provider interface -------------------------------------------------------------
+
+    async def preflight(self, specs: Sequence[GenerationSpec]) -> None:
+        """Free checks before any money is reserved (see :meth:`Provider.preflight`)."""
+        # TODO(issue 11): model info once per model, schema and price checks.
+        return None
 
     async def submit(self, spec: GenerationSpec) -> Submission:
         """Create one paid request for ``spec``.

@@ -22,6 +22,7 @@ from pipeline.pricing import to_cents
 from pipeline.render.engine import Engine, JobResult
 from pipeline.render.layout import RunLayout
 from pipeline.render.masters import Clip, MasterOutcome, make_master
+from pipeline.render.rehearsal import rehearse_masters
 from pipeline.render.selection import select_approved, select_auto
 from pipeline.script.loader import LoadedScript
 from pipeline.store.jobs import Spend
@@ -100,9 +101,25 @@ class RenderRun:
         builder = RequestBuilder(self.loaded.script, self.plan.narratives)
         return [r for v in variants for r in builder.requests(builder.variant_index(v), "final", tier)]
 
+    async def check_before_spending(self) -> None:
+        """Everything that can refuse this run before a cent is reserved: the provider's own
+        checks of every planned request (schema, price) and a rehearsal of the masters."""
+        # Images are placeholders here: what is checked is which fields a request carries.
+        placeholder = "data:image/png;base64,"
+        specs = [
+            r.spec(
+                start_image_url=placeholder if (r.chained or r.start_image) else None,
+                end_image_url=placeholder if r.end_image else None,
+            )
+            for r in self.plan.requests
+        ]
+        await self.engine.provider.preflight(specs)
+        await asyncio.to_thread(rehearse_masters, self.loaded.script, self.plan)
+
     async def execute(self) -> RunResult:
         """Run every stage; failures of single jobs or masters are reported, not raised."""
         started = datetime.now(UTC)
+        await self.check_before_spending()
         result = RunResult(self.run_id, self.plan.script, self.layout)
         self.engine.store.set_run_status(self.run_id, "running")
         self.write_run_info()
