@@ -31,6 +31,8 @@ happen, with ``raise ... from exc``, so callers only ever see these::
     │   └── DiskFull                    73  no space left where a file must be written
     ├── StackError                      69  a local service (PostgreSQL, …) failed (carries its log tail)
     ├── RunBusy                         75  another process is rendering this run id right now
+    │   └── JobBusy                     75  another process is buying this very job
+    ├── RunAborted                  (its error's)  the provider refused the token / has no balance mid-run
     └── RunIncomplete                    1  a run ended with some masters not delivered
 
 Exit codes follow sysexits (as the RunComfy CLI does); 1, 3 and 4 are ours; 64 is a usage
@@ -290,6 +292,26 @@ class RunBusy(KlingflowError):
     """Another process holds this run (two ``klingflow run`` of one script at once): try later."""
 
     exit_code = EXIT_TEMPFAIL
+
+
+class JobBusy(RunBusy):
+    """Another process is buying or has bought this job (two runs of one run id at once)."""
+
+    def __init__(self, key: str, status: str) -> None:
+        self.status = status  # a JobStatus (a str enum); errors.py imports nothing of ours
+        super().__init__(f"job {key} is {status} in another process: not bought twice")
+
+
+class RunAborted(KlingflowError):
+    """Going on cannot help (the provider refused the token, or the account has no balance).
+
+    Carries the provider's error; the exit code is that error's (77, 4, …).
+    """
+
+    def __init__(self, error: KlingflowError) -> None:
+        self.error = error
+        self.exit_code = error.exit_code
+        super().__init__(str(error))
 
 
 class RunIncomplete(KlingflowError):

@@ -196,9 +196,46 @@ def _video_piece(plan: StitchPlan, clip: ClipPlan, span: Span, frames: int, stre
     )
 
 
+def _silence(samples: int) -> Any:
+    """Exactly ``samples`` of 48 kHz stereo float silence (a bounded source: it ends)."""
+    source = ffmpeg_builder.input(
+        f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi", t=_seconds(samples / SAMPLE_RATE)
+    )
+    return (
+        source.filter("aformat", sample_fmts="flt", sample_rates=SAMPLE_RATE, channel_layouts="stereo")
+        .filter("apad", whole_len=samples)
+        .filter("atrim", end_sample=samples)
+        .filter("asetpts", "PTS-STARTPTS")
+    )
+
+
+def _piece_video(plan: StitchPlan, piece: Piece, opened: Sequence[tuple[Hashable, Any]]) -> Any:
+    """The piece's video: one span's frames, or two spans joined by ``xfade``."""
+    bases = [(key, node["v:0"]) for key, node in opened]
+    videos = [
+        _video_piece(plan, plan.clips[span.clip], span, piece.frames, stream)
+        for span, stream in zip(piece.spans, _fan_out(bases, "split"), strict=True)
+    ]
+    if piece.kind != "crossfade":
+        return videos[0]
+    return ffmpeg_builder.filter(
+        videos,
+        "xfade",
+        transition="fade",
+        duration=_seconds(float(piece.frames / plan.frame_rate)),
+        offset=0,
+    )
+
+
 def _piece_streams(plan: StitchPlan, piece: Piece, *, with_video: bool) -> tuple[Any | None, Any]:
     """The piece's video (None when not rendered) and audio streams."""
     opened = [_span_input(plan, span) for span in piece.spans]
+    video = _piece_video(plan, piece, opened) if with_video else None
+    if not any(plan.clips[span.clip].has_audio for span in piece.spans):
+        # Silence on both sides of a crossfade is silence: one bounded source, no acrossfade. (One
+        # source split into both inputs of acrossfade wrote nothing at all with ffmpeg 5.1, which
+        # failed every crossfaded master of silent clips.)
+        return video, _silence(piece.samples)
     audio_bases: list[tuple[Hashable, Any]] = []
     for span, (key, node) in zip(piece.spans, opened, strict=True):
         clip = plan.clips[span.clip]
@@ -213,22 +250,6 @@ def _piece_streams(plan: StitchPlan, piece: Piece, *, with_video: bool) -> tuple
         _audio_piece(plan.clips[span.clip], span, piece.samples, stream)
         for span, stream in zip(piece.spans, _fan_out(audio_bases, "asplit"), strict=True)
     ]
-    video: Any | None = None
-    if with_video:
-        bases = [(key, node["v:0"]) for key, node in opened]
-        videos = [
-            _video_piece(plan, plan.clips[span.clip], span, piece.frames, stream)
-            for span, stream in zip(piece.spans, _fan_out(bases, "split"), strict=True)
-        ]
-        video = videos[0]
-        if piece.kind == "crossfade":
-            video = ffmpeg_builder.filter(
-                videos,
-                "xfade",
-                transition="fade",
-                duration=_seconds(float(piece.frames / plan.frame_rate)),
-                offset=0,
-            )
     audio = audios[0]
     if piece.kind == "crossfade":
         # Both sides are exactly ``samples`` long, so the fade spans the whole piece.

@@ -26,9 +26,11 @@ from typing import Any
 from pipeline.errors import (
     AuthError,
     BadRequest,
+    JobBusy,
     NoBalance,
     ProviderError,
     RateLimited,
+    RunAborted,
     SubmitOutcomeUnknown,
 )
 from pipeline.generation import GenerationSpec
@@ -42,7 +44,7 @@ from pipeline.render.layout import RunLayout
 from pipeline.render.limits import Limits
 from pipeline.render.masters import Clip
 from pipeline.render.shared import ClipShare
-from pipeline.store.jobs import JobBusy, JobStatus, JobStore, from_micro
+from pipeline.store.jobs import JobStatus, JobStore, from_micro
 
 #: ``image_url(path_or_url) -> URL the provider can fetch`` (uploads local files).
 ImageUrl = Callable[[str], Awaitable[str]]
@@ -71,14 +73,6 @@ class JobResult:
     def ok(self) -> bool:
         """A verified clip is on disk."""
         return self.clip is not None
-
-
-class RunAborted(Exception):
-    """Raised inside the engine when going on cannot help (auth, no balance)."""
-
-    def __init__(self, error: ProviderError) -> None:
-        self.error = error
-        super().__init__(str(error))
 
 
 def image_identity(path_or_url: str | None) -> str | None:

@@ -41,6 +41,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from pipeline.errors import JobBusy
+
 MICRO = Decimal(1_000_000)
 
 
@@ -69,14 +71,6 @@ class JobStatus(StrEnum):
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 #: States from which a job may be bought (again): nothing of it is out at the provider.
 BUYABLE = frozenset({JobStatus.PLANNED, JobStatus.FAILED, JobStatus.CANCELLED})
-
-
-class JobBusy(Exception):
-    """Another process is buying or has bought this job (two runs of one run id at once)."""
-
-    def __init__(self, key: str, status: JobStatus) -> None:
-        self.status = status
-        super().__init__(f"job {key} is {status.value} in another process: not bought twice")
 
 
 #: The PostgreSQL advisory lock held while one worker creates the tables (any constant will do).

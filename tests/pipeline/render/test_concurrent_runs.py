@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import RunBusy
+from pipeline.errors import JobBusy, RunBusy
 from pipeline.planning.plan import build_plan
 from pipeline.providers.sandbox.server import SandboxHandle
 from pipeline.render.engine import JobResult
 from pipeline.render.session import open_run
 from pipeline.render.settings import RunSettings
 from pipeline.script.loader import load_script
-from pipeline.store.jobs import JobBusy, JobStatus, JobStore
+from pipeline.store.jobs import JobStatus, JobStore
 
 from .conftest import SCALE
 from .test_shared import SCRIPT
