@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole check, as CI runs it: set-up, lint, format, types, then the test suite.
+# The whole check, as CI runs it: set-up, lint, format, types, declared imports, then the test suite.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k segments -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ ruff check .
 ruff format --check .
 echo "== mypy"
 mypy
+echo "== deptry (every third-party import is a declared dependency)"
+deptry .
 echo "== pytest"
 # Two test processes (pytest-xdist): the suite waits on servers, schedules and leases as much as
 # it computes. Tests sharing a module-wide stack are grouped (xdist_group) into one process.
