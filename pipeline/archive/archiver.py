@@ -26,10 +26,12 @@ to ``{prefix}/{script}/{run_id}/{narrative}/{variant}/{pass}/{file}``, each mast
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
-from pipeline.archive.files import sha256_of, translate_os_error, write_file
+from pipeline.archive.files import partial_path, sha256_of, translate_os_error, write_file
 from pipeline.archive.location import (
     ArchiveLocation,
     LocalLocation,
@@ -425,6 +427,35 @@ def _kept(error: ArchiveError, path: Path) -> ArchiveError:
 # --- local directory ------------------------------------------------------------------------
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, under another user
+    return True
+
+
+def remove_stale_partials(dest: Path) -> list[Path]:
+    """Remove partial copies of ``dest`` whose writer is gone.
+
+    :func:`~pipeline.archive.files.write_file` removes its partial file whatever happens, except
+    when the process is killed outright (SIGKILL, power loss); such a partial is named after the
+    dead process and is removed by the next write of the same file. Returns what was removed.
+    """
+    removed: list[Path] = []
+    mine = partial_path(dest).name
+    prefix, suffix = f".{dest.name}.", ".partial"
+    for path in dest.parent.glob(f"{glob.escape(prefix)}*{suffix}"):
+        pid = path.name[len(prefix) : -len(suffix)]
+        if path.name == mine or not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
 class LocalArchive:
     """An archive in a local directory, with the S3 layout as relative paths."""
 
@@ -451,6 +482,8 @@ class LocalArchive:
         dest = self._location.root / key
         uri = str(dest)
         size = path.stat().st_size
+        if dest.parent.is_dir():
+            remove_stale_partials(dest)
         if dest.exists():
             return self._confirm_existing(key, dest, path, size, sha256)
         try:

@@ -57,8 +57,9 @@ def _grouped_table(plan: RenderPlan) -> Table:
         padding=(0, 1),
         header_style="bold underline",
     )
-    for name in ("narrative", "variant", "pass", "requests", "tier", "secs", "audio", "cost"):
-        justify = "right" if name in {"requests", "secs", "cost"} else "left"
+    masters = {n.id: n.master_seconds for n in plan.narratives}
+    for name in ("narrative", "variant", "pass", "requests", "tier", "secs", "master", "audio", "cost"):
+        justify = "right" if name in {"requests", "secs", "master", "cost"} else "left"
         table.add_column(name, justify=justify, no_wrap=True, min_width=len(name))  # type: ignore[arg-type]
     for (narrative, variant, pass_), reqs in groups.items():
         table.add_row(
@@ -68,6 +69,7 @@ def _grouped_table(plan: RenderPlan) -> Table:
             str(len(reqs)),
             reqs[0].tier.value,
             str(sum(r.duration for r in reqs)),
+            f"{masters[narrative]:g} s",
             "yes" if reqs[0].audio else "-",
             _money(sum((to_cents(r.cost) for r in reqs), Decimal(0))),
         )
@@ -78,6 +80,11 @@ def print_plan(console: Console, plan: RenderPlan) -> None:
     """Print the plan's table, then its totals, degradations and notes."""
     detailed = len(plan.requests) <= MAX_DETAIL_ROWS
     console.print(_request_table(plan) if detailed else _grouped_table(plan))
+    for n in plan.narratives:
+        joins = len(n.segments) - 1
+        fades = n.seconds - n.master_seconds
+        how = f", {joins} crossfades of {fades / joins:g} s" if fades and joins else ""
+        console.print(f"master   {n.id}: {n.master_seconds:g} s ({n.seconds} s of shots{how})")
     b = plan.budget
     trimmed = sum(r.trimmed_seconds for r in plan.requests)
     console.print(f"drafts   {_money(plan.cents_for('draft')):>12}")

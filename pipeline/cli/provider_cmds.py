@@ -3,6 +3,8 @@
 Examples::
 
     klingflow sandbox serve --port 8765 --fault-server-error 0.2
+    klingflow sandbox serve --realistic --token T --tls-cert cert.pem --tls-key key.pem \\
+        --cdn-base-url https://cdn-sandbox.runcomfy.net:8443 --port 8443
     klingflow generate --prompt "Shot 1: a red kite. Shot 2: it lands" --duration 5 --audio --out clips/
 
 ``generate`` uses RunComfy when a token is configured (``RUNCOMFY_TOKEN`` or the token file),
@@ -100,10 +102,47 @@ def register(app: typer.Typer) -> None:
         fault_corrupt: Annotated[float, _RATE] = 0.0,
         fault_slow: Annotated[float, _RATE] = 0.0,
         fault_seed: Annotated[int, typer.Option(help="Seed of the fault dice.")] = 0,
+        realistic: Annotated[
+            bool,
+            typer.Option(
+                "--realistic",
+                help="Behave like the hosted API: token required, strict input schemas, images only "
+                "as https:// URLs or data: URIs, no uploads.",
+            ),
+        ] = False,
+        token: Annotated[
+            str | None,
+            typer.Option(
+                envvar="KLINGFLOW_SANDBOX_TOKEN",
+                show_default=False,
+                help="Bearer token clients must send (401 without, 403 wrong). Required with --realistic.",
+            ),
+        ] = None,
+        cdn_base_url: Annotated[
+            str | None,
+            typer.Option(
+                help="Result videos point here (URL/videos/ID.mp4), e.g. https://cdn-sandbox.runcomfy.net:8443; "
+                "map its host name to this server. Without a port, the API's port is used."
+            ),
+        ] = None,
+        tls_cert: Annotated[
+            Path | None, typer.Option(help="Serve HTTPS with this PEM certificate chain (needs --tls-key).")
+        ] = None,
+        tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     ) -> None:
-        """Serve the sandbox in the foreground (Ctrl-C stops it). The API is at http://HOST:PORT/v1."""
+        """Serve the sandbox in the foreground (Ctrl-C stops it). The API is at http(s)://HOST:PORT/v1."""
+        from pydantic import SecretStr
+
+        from pipeline.errors import ConfigError
         from pipeline.providers.sandbox.config import FaultConfig, SandboxConfig
+        from pipeline.providers.sandbox.server import check_tls
         from pipeline.providers.sandbox.server import serve as run_server
+
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+        tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
+        if tls is not None:
+            check_tls(tls)
 
         faults = FaultConfig(
             **_fault_options(
@@ -125,9 +164,17 @@ def register(app: typer.Typer) -> None:
             submit_rate_per_s=submit_rate,
             submit_burst=max(int(submit_rate), 1),
             faults=faults,
+            token=SecretStr(token) if token else None,
+            realistic=realistic,
+            cdn_base_url=cdn_base_url,
         )
-        typer.echo(f"sandbox API: http://{host}:{port}/v1  ledger: {data_dir / 'ledger.jsonl'}", err=True)
-        run_server(config, host=host, port=port, data_dir=data_dir)
+        scheme = "https" if tls else "http"
+        mode = "realistic" if realistic else "lenient"
+        typer.echo(
+            f"sandbox API ({mode}): {scheme}://{host}:{port}/v1  ledger: {data_dir / 'ledger.jsonl'}",
+            err=True,
+        )
+        run_server(config, host=host, port=port, data_dir=data_dir, tls=tls)
 
     @app.command("generate")
     def generate(

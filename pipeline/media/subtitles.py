@@ -80,6 +80,35 @@ def cues_for_shots(shots: Sequence[ShotTiming]) -> list[Cue]:
     return cues
 
 
+#: Invisible, and enough to keep a character sequence from being read as markup or timing.
+ZWSP = "\u200b"
+#: What SRT readers and ffmpeg's SRT → ASS → mov_text path would not show as written: a timing
+#: arrow (a cue line with ``-->`` reads as a new cue's timing), HTML-style tags (``<b>``, ``</i>``,
+#: ``<font …>`` become styling or vanish), ASS override blocks (``{\an8}`` moves the line, other
+#: ``{\…}`` are dropped), MicroDVD styles (``{Y:i}``) and ASS escapes (``\N``, ``\n``, ``\h``).
+_MARKUP = re.compile(r"(-->)|(<)(?=/?[A-Za-z0-9_/ ])|(\{)(?=\\|[CcFfoPSsYy]:)|(\\)(?=[nNh])")
+
+
+def escape_cue_text(text: str) -> str:
+    r"""``text`` as SRT cue text that every reader shows as written (markup neutralised).
+
+    A zero-width space goes inside each sequence a reader would interpret, so nothing visible
+    changes (see ffmpeg's ``libavcodec/htmlsubtitles.c``: a tag name with any character other
+    than ASCII letters, digits, ``_`` or ``/`` is printed, and only ``{\`` opens an override).
+    """
+
+    def neutralise(match: re.Match[str]) -> str:
+        token = match.group(0)
+        return token[:-1] + ZWSP + token[-1] if token == "-->" else token + ZWSP
+
+    return _MARKUP.sub(neutralise, text)
+
+
+def unescape_cue_text(text: str) -> str:
+    """The inverse of :func:`escape_cue_text`: the zero-width spaces it inserted removed."""
+    return re.sub(r"--\u200b>|([<{\\])\u200b", lambda m: "-->" if m.group(1) is None else m.group(1), text)
+
+
 def _srt_time(seconds: float) -> str:
     ms = round(seconds * 1000)
     hours, ms = divmod(ms, 3_600_000)
@@ -89,11 +118,21 @@ def _srt_time(seconds: float) -> str:
 
 
 def to_srt(cues: Sequence[Cue]) -> str:
-    """SRT text for ``cues`` (numbered from 1, millisecond times, blank line between cues)."""
+    """SRT text for ``cues`` (numbered from 1, millisecond times, blank line between cues).
+
+    Cue text is shown as written: markup is neutralised (:func:`escape_cue_text`) and blank
+    lines, which would end the cue early, are dropped.
+    """
     blocks = [
-        f"{n}\n{_srt_time(c.start_s)} --> {_srt_time(c.end_s)}\n{c.text}\n" for n, c in enumerate(cues, 1)
+        f"{n}\n{_srt_time(c.start_s)} --> {_srt_time(c.end_s)}\n{_cue_body(c.text)}\n"
+        for n, c in enumerate(cues, 1)
     ]
     return "\n".join(blocks)
+
+
+def _cue_body(text: str) -> str:
+    lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return "\n".join(escape_cue_text(line) for line in lines if line) or ZWSP
 
 
 _TIMING = re.compile(
@@ -107,7 +146,10 @@ def _seconds(h: str, m: str, s: str, ms: str) -> float:
 
 
 def parse_srt(text: str) -> list[Cue]:
-    """Cues from SRT text (as ffmpeg extracts an embedded track); the inverse of :func:`to_srt`."""
+    """Cues from SRT text (as ffmpeg extracts an embedded track); the inverse of :func:`to_srt`.
+
+    Text is unescaped (:func:`unescape_cue_text`), so a cue reads back as it was written.
+    """
     cues: list[Cue] = []
     for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip()):
         lines = block.strip().splitlines()
@@ -119,7 +161,7 @@ def parse_srt(text: str) -> list[Cue]:
                     Cue(
                         start_s=_seconds(*g[:4]),
                         end_s=_seconds(*g[4:]),
-                        text="\n".join(lines[i + 1 :]).strip(),
+                        text=unescape_cue_text("\n".join(lines[i + 1 :]).strip()),
                     )
                 )
                 break

@@ -72,6 +72,16 @@ class NarrativePlan:
     continuity: str
     seconds: int
     segments: tuple[Segment, ...]
+    #: How long each master of this narrative lasts: its shots, less one crossfade per join.
+    master_seconds: float = 0.0
+
+
+def master_seconds(segments: tuple[Segment, ...], transition: str, crossfade_seconds: float) -> float:
+    """A master's scripted length: Σ shots − (segments − 1) × crossfade (format contract)."""
+    shots = sum(s.content_seconds for s in segments)
+    joins = len(segments) - 1 if transition == "crossfade" else 0
+    # Rounded to the microsecond so the JSON shows 101.6, not 101.60000000000001.
+    return round(shots - joins * crossfade_seconds, 6)
 
 
 @dataclass(frozen=True)
@@ -108,16 +118,21 @@ class RenderPlan:
 
 def plan_narratives(script: Script) -> tuple[NarrativePlan, ...]:
     """Segment every narrative of ``script``."""
-    return tuple(
-        NarrativePlan(
-            index=i,
-            id=n.id,
-            continuity=n.continuity,
-            seconds=sum(s.duration for s in n.shots),
-            segments=plan_segments([s.duration for s in n.shots], [len(s.dialogue) for s in n.shots]),
+    out = script.output
+    plans = []
+    for i, n in enumerate(script.narratives):
+        segments = plan_segments([s.duration for s in n.shots], [len(s.dialogue) for s in n.shots])
+        plans.append(
+            NarrativePlan(
+                index=i,
+                id=n.id,
+                continuity=n.continuity,
+                seconds=sum(s.duration for s in n.shots),
+                segments=segments,
+                master_seconds=master_seconds(segments, out.transition, out.crossfade_seconds),
+            )
         )
-        for i, n in enumerate(script.narratives)
-    )
+    return tuple(plans)
 
 
 class _Prompts:
@@ -302,6 +317,7 @@ def plan_to_dict(plan: RenderPlan) -> dict[str, Any]:
                 "id": n.id,
                 "continuity": n.continuity,
                 "seconds": n.seconds,
+                "master_seconds": n.master_seconds,
                 "segments": [
                     {
                         "index": s.index,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,7 +35,14 @@ from pipeline.providers.base import (
     StatusInfo,
     Submission,
 )
-from pipeline.providers.polling import PollPolicy, WaitOutcome, wait_for_completion
+from pipeline.providers.polling import (
+    MAX_UNREADABLE_ANSWERS,
+    PollPolicy,
+    WaitOutcome,
+    unreadable_timeout,
+    wait_for_completion,
+)
+from pipeline.providers.wire import UnreadableAnswer
 
 #: How often a "completed" status may be followed by a result that still says otherwise.
 RESULT_LAG_ATTEMPTS: Final = 5
@@ -107,12 +115,41 @@ async def _submit(
 
 
 async def _final_result(provider: Provider, request_id: str, policy: PollPolicy) -> ResultInfo:
-    for _ in range(RESULT_LAG_ATTEMPTS):
-        result = await provider.result(request_id)
-        if result.state.is_terminal:
-            return result
+    """The terminal result, read after a status look said the request finished.
+
+    A result lagging behind its status is read again (``RESULT_LAG_ATTEMPTS``); unreadable
+    answers end it like a timeout after ``MAX_UNREADABLE_ANSWERS`` in a row (still followed).
+    """
+    lagging = 0
+    unreadable = 0
+    started = time.monotonic()
+    while True:
+        try:
+            result = await provider.result(request_id)
+        except UnreadableAnswer as exc:
+            unreadable += 1
+            if unreadable >= MAX_UNREADABLE_ANSWERS:
+                raise unreadable_timeout(request_id, unreadable, exc, time.monotonic() - started) from exc
+        else:
+            unreadable = 0
+            if result.state.is_terminal:
+                return result
+            lagging += 1
+            if lagging >= RESULT_LAG_ATTEMPTS:
+                raise UpstreamError(
+                    f"request {request_id}: status says finished, result says {result.raw_status}"
+                )
         await asyncio.sleep(policy.min_interval)
-    raise UpstreamError(f"request {request_id}: status says finished, result says {result.raw_status}")
+
+
+def _finished(wait: WaitOutcome) -> ResultInfo | None:
+    """The result the wait's last look already read, when it is usable as the final one."""
+    result = wait.result
+    if result is None or not result.state.is_terminal:
+        return None
+    if result.state is JobState.COMPLETED and result.video_url is None:
+        return None  # the output may lag the state: read the result again
+    return result
 
 
 async def run_job(
@@ -161,7 +198,7 @@ async def run_job(
         )
         if on_terminal is not None:
             await on_terminal()
-        report.result = await _final_result(provider, rid, policy)
+        report.result = _finished(report.wait) or await _final_result(provider, rid, policy)
         if report.result.state is JobState.FAILED:
             raise GenerationFailed(
                 f"request {rid} failed: {report.result.error or 'no reason given'}", request_id=rid

@@ -5,6 +5,15 @@ look is timed from the expected generation time (tier, duration, audio, queue po
 :mod:`pipeline.providers.latency`), the estimate is refreshed from what each status answer says,
 and once a request is overdue the interval grows geometrically up to a cap. The whole wait is
 capped too (:class:`~pipeline.errors.GenerationTimeout`). Every status call is counted.
+
+A provider that can (:class:`ResultPoller`) is polled through ``/result?include_cost=true``, as
+the partner nodes poll (``runcomfy/execution.py``): the look that sees the request finished
+already carries its output and cost, which saves the separate result call. After a look that
+says *queued*, the next look reads the status instead, for its fresh queue position.
+
+Answers that cannot be read (:class:`~pipeline.providers.wire.UnreadableAnswer`: garbage, or an
+HTTP 200 with a server-side ``error_code``) end the wait after :data:`MAX_UNREADABLE_ANSWERS` in
+a row, like a timeout: the request may still be running and billed, so it stays followed.
 """
 
 from __future__ import annotations
@@ -13,13 +22,37 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Final, Protocol, runtime_checkable
 
 from pipeline.errors import GenerationTimeout, RateLimited, TransportError, UpstreamError
 from pipeline.generation import GenerationSpec
-from pipeline.providers.base import JobState, Provider, StatusInfo, Submission
+from pipeline.providers.base import JobState, Provider, ResultInfo, StatusInfo, Submission
 from pipeline.providers.latency import LatencyModel
+from pipeline.providers.wire import UnreadableAnswer
 
 StatusCallback = Callable[[StatusInfo], None]
+
+#: Unreadable answers in a row (each after the adapter's own retries) that end a wait.
+MAX_UNREADABLE_ANSWERS: Final = 5
+
+
+@runtime_checkable
+class ResultPoller(Protocol):
+    """A provider whose result endpoint also answers while the request is unfinished."""
+
+    async def poll_result(self, request_id: str) -> ResultInfo:
+        """One look at the request through its result (state, and output and cost once done)."""
+        ...
+
+
+def unreadable_timeout(request_id: str, count: int, last: Exception, waited_s: float) -> GenerationTimeout:
+    """The error ending a wait after ``count`` unreadable answers in a row (raise it ``from last``)."""
+    return GenerationTimeout(
+        f"request {request_id}: {count} answers in a row could not be read (last: {last}); stopped "
+        f"waiting after {waited_s:.0f} s. The request may still be running and billed: it stays "
+        "submitted, and the next run follows it again",
+        request_id=request_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,8 @@ class WaitOutcome:
     transient_errors: int
     seen_at: float  # time.time() when the terminal status arrived
     waited_s: float
+    #: The terminal answer itself when the look read the result (output and cost included).
+    result: ResultInfo | None = None
 
 
 class _Estimate:
@@ -120,29 +155,47 @@ async def wait_for_completion(
     on_status: StatusCallback | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    via_result: bool = True,
 ) -> WaitOutcome:
-    """Poll ``provider.status`` until the request is terminal; return the terminal status.
+    """Poll the request until it is terminal; return the terminal status (and result, if read).
 
-    Transient failures of a status call (after the provider's own retries) do not end the wait:
-    the request is still running and billing, so we keep looking until ``max_wait``. Raises
-    GenerationTimeout when the cap is reached, other ProviderErrors (404, auth) as they come.
+    Looks read ``provider.poll_result`` when the provider is a :class:`ResultPoller` and
+    ``via_result`` is true (except right after a *queued* answer), else ``provider.status``.
+    Transient failures of a look (after the provider's own retries) do not end the wait: the
+    request is still running and billing, so we keep looking until ``max_wait``. Raises
+    GenerationTimeout when the cap is reached or after :data:`MAX_UNREADABLE_ANSWERS` unreadable
+    answers in a row, other ProviderErrors (404, auth) as they come.
     """
     policy = policy or PollPolicy()
     start = clock()
     estimate = _Estimate(spec, policy, start)
+    rid = submission.request_id
+    poller = provider if via_result and isinstance(provider, ResultPoller) else None
     calls = 0
     transient = 0
+    unreadable = 0
     pause = first_pause(spec, policy)
     while True:
         await sleep(pause)
+        result: ResultInfo | None = None
+        info: StatusInfo | None = None
         try:
             calls += 1
-            info = await provider.status(submission.request_id)
+            if poller is not None and estimate.last_state is not JobState.QUEUED:
+                result = await poller.poll_result(rid)
+                info = StatusInfo(rid, result.state, result.raw_status)
+            else:
+                info = await provider.status(rid)
+        except UnreadableAnswer as exc:
+            transient += 1
+            unreadable += 1
+            if unreadable >= MAX_UNREADABLE_ANSWERS:
+                raise unreadable_timeout(rid, unreadable, exc, clock() - start) from exc
         except (TransportError, UpstreamError, RateLimited):
             transient += 1
-            info = None
         now = clock()
         if info is not None:
+            unreadable = 0
             if on_status is not None:
                 on_status(info)
             if info.state.is_terminal:
@@ -152,6 +205,7 @@ async def wait_for_completion(
                     transient_errors=transient,
                     seen_at=time.time(),
                     waited_s=now - start,
+                    result=result,
                 )
             estimate.update(info, now)
         if now - start >= policy.max_wait:

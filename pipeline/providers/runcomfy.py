@@ -11,12 +11,21 @@ Example::
 httpx errors are translated here, at the boundary, into the one error tree
 (:mod:`pipeline.errors`). Free calls are retried (:mod:`pipeline.providers.retry`); the paid
 submit is retried only when the provider provably did not take it.
+
+It talks like RunComfy's official clients (their public source is the contract): every API call
+carries ``User-Agent: klingflow/<version>`` and ``Accept: application/json`` (CLI ``src/api.rs``,
+MCP ``runcomfy_client.py``, partner nodes ``runcomfy/client.py``); the bearer token goes to the
+API base only, never to a download URL (CLI ``src/download.rs``); results are read with
+``?include_cost=true`` (partner nodes ``runcomfy/client.py``); an HTTP 200 carrying
+``error_code`` is an error (MCP ``runcomfy_client.py``). TLS trust is httpx's own (certifi, or
+``SSL_CERT_FILE`` / ``SSL_CERT_DIR``): nothing here replaces it.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import time
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -24,21 +33,21 @@ from urllib.parse import quote
 
 import httpx
 import stamina
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
 from pipeline.errors import (
-    AuthError,
-    BadRequest,
     ConfigError,
-    NoBalance,
-    ProviderError,
-    RateLimited,
     SubmitOutcomeUnknown,
-    TransportError,
     UpstreamError,
 )
 from pipeline.generation import GenerationSpec
-from pipeline.providers import wire
+from pipeline.providers import model_check, wire
+from pipeline.providers.answers import (
+    NOT_SENT_ERRORS,
+    error_from_response,
+    parse_answer,
+    translate_httpx_error,
+)
 from pipeline.providers.base import (
     CallCounter,
     CancelOutcome,
@@ -55,22 +64,36 @@ from pipeline.providers.retry import (
     JITTER_S,
     MAX_DELAY_S,
     free_call_hook,
-    parse_retry_after,
     submit_hook,
 )
 from pipeline.providers.settings import ProviderSettings
+from pipeline.providers.wire import UnreadableAnswer
+
+__all__ = [
+    "API_HEADERS",
+    "NOT_SENT_ERRORS",
+    "USER_AGENT",
+    "BearerAuth",
+    "RunComfyProvider",
+    "build_request_body",
+    "error_from_response",
+    "translate_httpx_error",
+]
 
 T = TypeVar("T")
 
-#: httpx errors raised *before* the request left this machine: safe to retry even for a submit.
-#: Every other httpx error may have happened after the provider received the request.
-NOT_SENT_ERRORS: Final[tuple[type[httpx.HTTPError], ...]] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-    httpx.UnsupportedProtocol,
-)
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("klingflow")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+#: How klingflow names itself to the API, as each official client does (``runcomfy-cli/<v>``).
+USER_AGENT: Final = f"klingflow/{_version()}"
+#: Headers of every API call (never of a download: see :meth:`RunComfyProvider.download`).
+API_HEADERS: Final = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
 
 class BearerAuth(httpx.Auth):
@@ -89,82 +112,16 @@ class BearerAuth(httpx.Auth):
         return "BearerAuth(token='**********')" if self._token is not None else "BearerAuth(token=None)"
 
 
-def translate_httpx_error(
-    exc: httpx.HTTPError, *, operation: str, submit: bool = False
-) -> ProviderError | ConfigError:
-    """Turn an httpx error into the error tree; the caller raises it ``from exc``.
+def build_request_body(
+    spec: GenerationSpec, settings: ProviderSettings, schema: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The model's input JSON for ``spec`` (the submit body *is* this object, no wrapper).
 
-    For a ``submit``, any error after the request may have left becomes SubmitOutcomeUnknown.
+    With the model's published input ``schema``, ``aspect_ratio`` is left out of an
+    image-to-video body when the model has no such field: the start image gives the picture its
+    shape (whether the hosted endpoints take the field is unverified, shared/docs/provider-api.md).
+    Every other field is sent as asked; the preflight refuses what the schema does not allow.
     """
-    name = type(exc).__name__
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        # A bad base URL is a setting to fix, not a provider failure.
-        return ConfigError(f"{operation}: unsupported URL scheme in the base URL ({exc})")
-    if isinstance(exc, NOT_SENT_ERRORS):
-        return TransportError(f"{operation}: could not reach the provider ({name})")
-    if submit:
-        return SubmitOutcomeUnknown(
-            f"{operation}: the answer was lost after the request was sent ({name}); the request "
-            "may have been created and billed, so it is not resubmitted automatically"
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportError(f"{operation}: the provider did not answer in time ({name})")
-    return TransportError(f"{operation}: connection failed ({name})")
-
-
-def error_from_response(
-    response: httpx.Response, *, operation: str, request_id: str | None = None
-) -> ProviderError | None:
-    """The ProviderError an answer means, or None if it is a success.
-
-    Non-2xx statuses map by status; an HTTP 200 carrying a top-level ``error_code`` maps by the
-    code's first three digits (400002 and 402 both mean no balance).
-    """
-    body: Any = None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    error: wire.ErrorBody | None = None
-    if isinstance(body, dict) and "error_code" in body:
-        try:
-            error = wire.ErrorBody.model_validate(body)
-        except ValidationError:
-            error = None
-    status = response.status_code
-    if 200 <= status < 300 and error is None:
-        return None
-    effective = status if not (200 <= status < 300) else (error.error_code // 1000 if error else 500)
-    code = error.error_code if error else None
-    detail = error.detail if error else None
-    text = error.error_message if error and error.error_message else response.reason_phrase
-    message = f"{operation}: HTTP {status}" + (f" error {code}" if code else "")
-    message += f": {text}" if text else ""
-    if detail:
-        message += f" ({detail})"
-    kwargs: dict[str, Any] = {
-        "status_code": status,
-        "error_code": code,
-        "detail": detail,
-        "request_id": request_id,
-    }
-    if effective == 402 or code == wire.CODE_NO_BALANCE:
-        return NoBalance(message, **kwargs)
-    if effective in (401, 403):
-        return AuthError(message, **kwargs)
-    if effective == 429:
-        return RateLimited(message, retry_after=parse_retry_after(response.headers), **kwargs)
-    if effective == 408:
-        return TransportError(message, **kwargs)
-    if 400 <= effective < 500:
-        return BadRequest(message, **kwargs)
-    if effective >= 500:
-        return UpstreamError(message, **kwargs)
-    return ProviderError(message, **kwargs)
-
-
-def build_request_body(spec: GenerationSpec, settings: ProviderSettings) -> dict[str, Any]:
-    """The model's input JSON for ``spec`` (the submit body *is* this object, no wrapper)."""
     body: dict[str, Any] = {
         "prompt": spec.prompt,
         "duration": spec.duration,
@@ -180,6 +137,9 @@ def build_request_body(spec: GenerationSpec, settings: ProviderSettings) -> dict
         body[settings.start_image_field] = spec.start_image_url
     if spec.end_image_url:
         body[settings.end_image_field] = spec.end_image_url
+    properties = schema.get("properties") if schema else None
+    if spec.start_image_url and isinstance(properties, Mapping) and "aspect_ratio" not in properties:
+        del body["aspect_ratio"]
     return body
 
 
@@ -187,7 +147,10 @@ class RunComfyProvider:
     """The RunComfy Model API over one ``httpx.AsyncClient`` (injectable; used from one event loop).
 
     ``download_origins`` adds exact origins to the CDN allow-list: only for a sandbox that is the
-    provider (loopback is refused otherwise). ``calls`` counts HTTP attempts per request id.
+    provider (loopback is refused otherwise). ``download_client`` carries the clip downloads
+    when given (else the API client does); neither client may carry a default
+    ``Authorization`` header, since downloads must never see the token. ``calls`` counts HTTP
+    attempts per request id (poll looks as ``status``, whichever endpoint they read).
     """
 
     name = "runcomfy"
@@ -197,16 +160,26 @@ class RunComfyProvider:
         settings: ProviderSettings,
         *,
         http_client: httpx.AsyncClient | None = None,
+        download_client: httpx.AsyncClient | None = None,
         download_origins: tuple[str, ...] = (),
         name: str | None = None,
     ) -> None:
+        for given in (http_client, download_client):
+            if given is not None and "authorization" in given.headers:
+                # The token is added per API request; a client-wide one would reach the CDN.
+                raise ConfigError("provider HTTP client: must not carry a default Authorization header")
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         self.name = name or self.name
         self._timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+        # TLS trust stays httpx's default (certifi, or SSL_CERT_FILE / SSL_CERT_DIR).
+        self._client = http_client or httpx.AsyncClient(
+            timeout=self._timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
+        )
+        self._download_client = download_client
         self._auth = BearerAuth(settings.token)
+        self._models: dict[str, wire.ModelInfo] = {}
         self.download_policy = DownloadPolicy(
             domains=settings.cdn_domains,
             origins=download_origins,
@@ -269,6 +242,7 @@ class RunComfyProvider:
                 f"{self.base_url}{path}",
                 json=json,
                 params=params,
+                headers=API_HEADERS,
                 auth=self._auth,
                 timeout=self._timeout,
             )
@@ -291,9 +265,15 @@ class RunComfyProvider:
         except ValueError as exc:
             if submit:
                 raise SubmitOutcomeUnknown(f"{operation}: answer is not JSON") from exc
-            raise UpstreamError(f"{operation}: answer is not JSON", status_code=response.status_code) from exc
+            raise UnreadableAnswer(
+                f"{operation}: answer is not JSON", status_code=response.status_code
+            ) from exc
         if not isinstance(data, dict):
-            raise UpstreamError(f"{operation}: answer is not a JSON object", status_code=response.status_code)
+            if submit:
+                raise SubmitOutcomeUnknown(f"{operation}: answer is not a JSON object")
+            raise UnreadableAnswer(
+                f"{operation}: answer is not a JSON object", status_code=response.status_code
+            )
         return data
 
     @staticmethod
@@ -303,9 +283,23 @@ class RunComfyProvider:
     # --- the Provider interface -------------------------------------------------------------
 
     async def preflight(self, specs: Sequence[GenerationSpec]) -> None:
-        """Free checks before any money is reserved (see :meth:`Provider.preflight`)."""
-        # TODO(issue 11): model info once per model, schema and price checks.
-        return None
+        """Free checks before any money is reserved (see :meth:`Provider.preflight`).
+
+        Reads ``GET /models/{id}`` once per model (cached on this adapter) and refuses the run
+        when the provider's price is not klingflow's (ConfigError, 78) or when the model's
+        published input schema refuses a body a submit would send (BadRequest, 65). Errors
+        reading the model info follow the error tree (401 → AuthError, …).
+        """
+        by_model: dict[str, list[GenerationSpec]] = {}
+        for spec in specs:
+            by_model.setdefault(spec.model_id, []).append(spec)
+        for model_id, group in by_model.items():
+            info = await self.model_info(model_id)
+            if info.model_id != model_id:
+                raise UnreadableAnswer(f"model info {model_id}: the answer describes {info.model_id!r}")
+            model_check.check_price(info, group[0])
+            bodies = (build_request_body(s, self.settings, info.input_schema) for s in group)
+            model_check.check_schema(info, bodies)
 
     async def submit(self, spec: GenerationSpec) -> Submission:
         """Create one paid request for ``spec``.
@@ -313,7 +307,8 @@ class RunComfyProvider:
         Retried only on a 429 refusal or a failure to connect. A lost answer, or a 5xx answer,
         raises SubmitOutcomeUnknown: the request may exist and be billed.
         """
-        body = build_request_body(spec, self.settings)
+        known = self._models.get(spec.model_id)
+        body = build_request_body(spec, self.settings, known.input_schema if known else None)
         model_path = "/".join(quote(part, safe="") for part in spec.model_id.split("/"))
 
         async def once() -> Submission:
@@ -353,7 +348,7 @@ class RunComfyProvider:
                 kind="status",
                 request_id=request_id,
             )
-            answer = _parse(wire.StatusAnswer, data, f"status {request_id}")
+            answer = parse_answer(wire.StatusAnswer, data, f"status {request_id}")
             return StatusInfo(
                 request_id=answer.request_id,
                 state=normalise_status(answer.status),
@@ -365,17 +360,27 @@ class RunComfyProvider:
 
     async def result(self, request_id: str, *, include_cost: bool = True) -> ResultInfo:
         """The outcome of ``request_id`` (with its cost when asked), or its state while unfinished."""
+        return await self._result(request_id, include_cost=include_cost, kind="result")
 
+    async def poll_result(self, request_id: str) -> ResultInfo:
+        """One poll look through ``/result?include_cost=true``: state, output and cost in one call.
+
+        The partner nodes poll exactly this way (``runcomfy/client.py``, ``execution.py``): a
+        finished request needs no separate result call. Counted as a ``status`` call (a look).
+        """
+        return await self._result(request_id, include_cost=True, kind="status")
+
+    async def _result(self, request_id: str, *, include_cost: bool, kind: str) -> ResultInfo:
         async def once() -> ResultInfo:
             data = await self._request(
                 "GET",
                 f"/requests/{self._path_id(request_id)}/result",
                 operation=f"result {request_id}",
-                kind="result",
+                kind=kind,
                 request_id=request_id,
                 params={"include_cost": "true"} if include_cost else None,
             )
-            answer = _parse(wire.ResultAnswer, data, f"result {request_id}")
+            answer = parse_answer(wire.ResultAnswer, data, f"result {request_id}")
             return ResultInfo(
                 request_id=answer.request_id,
                 state=normalise_status(answer.status),
@@ -400,52 +405,57 @@ class RunComfyProvider:
                 kind="cancel",
                 request_id=request_id,
             )
-            answer = _parse(wire.CancelAnswer, data, f"cancel {request_id}")
+            answer = parse_answer(wire.CancelAnswer, data, f"cancel {request_id}")
             state = normalise_status(answer.status) if answer.status else None
-            cancelled = answer.outcome.lower() in {"cancelled", "canceled"}
-            # Anything but an explicit "cancelled" means the request goes on (or went) to the end,
-            # unless it had already failed or been cancelled: then nothing is billed.
+            if answer.outcome:
+                cancelled = answer.outcome.strip().lower() in {"cancelled", "canceled"}
+            else:
+                # No outcome: the status tells, as the CLI (src/cmd/cancel.rs, src/poll.rs) and
+                # the partner nodes (runcomfy/execution.py) read it. No status either: unknown,
+                # so assumed still billing.
+                cancelled = state is JobState.CANCELLED
+            # Anything but a cancel means the request goes on (or went) to the end, unless it had
+            # already failed or been cancelled: then nothing is billed.
             billing = not cancelled and state not in (JobState.FAILED, JobState.CANCELLED)
             return CancelOutcome(
                 request_id=answer.request_id,
                 cancelled=cancelled,
                 still_billing=billing,
-                raw_outcome=answer.outcome,
+                raw_outcome=answer.outcome or "",
                 state=JobState.CANCELLED if cancelled else state,
             )
 
         return await self._retrying(free_call_hook, once)
 
     async def download(self, url: str, dest: Path, spec: GenerationSpec) -> DownloadedClip:
-        """Download and verify the clip at ``url`` into ``dest`` (retried: downloads are free)."""
+        """Download and verify the clip at ``url`` into ``dest`` (retried: downloads are free).
+
+        Without the bearer token: result URLs are presigned CDN links, and the token must never
+        leave the API (CLI ``src/download.rs``; partner nodes ``runcomfy/client.py``).
+        """
         attempts = 0
+        client = self._download_client or self._client
 
         async def once() -> DownloadedClip:
             nonlocal attempts
             attempts += 1
-            return await download_clip(self._client, url, dest, spec, self.download_policy)
+            return await download_clip(client, url, dest, spec, self.download_policy)
 
         clip = await self._retrying(free_call_hook, once)
         return DownloadedClip(**{**clip.__dict__, "attempts": attempts})
 
     async def model_info(self, model_id: str) -> wire.ModelInfo:
-        """``GET /models/{model_id}``: price and description of a model."""
+        """``GET /models/{model_id}``: price, description and input schema (once per adapter)."""
+        if (known := self._models.get(model_id)) is not None:
+            return known
         model_path = "/".join(quote(part, safe="") for part in model_id.split("/"))
 
         async def once() -> wire.ModelInfo:
             data = await self._request(
                 "GET", f"/models/{model_path}", operation=f"model info {model_id}", kind="model_info"
             )
-            return _parse(wire.ModelInfo, data, f"model info {model_id}")
+            return parse_answer(wire.ModelInfo, data, f"model info {model_id}")
 
-        return await self._retrying(free_call_hook, once)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _parse(model: type[M], data: dict[str, Any], operation: str) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise UpstreamError(f"{operation}: unexpected answer shape ({exc.error_count()} problems)") from exc
+        info = await self._retrying(free_call_hook, once)
+        self._models[model_id] = info
+        return info

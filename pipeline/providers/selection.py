@@ -3,28 +3,43 @@
 Example::
 
     async with open_provider(None, load_settings()) as opened:
-        url = await opened.image_url("assets/deck.png")   # sandbox: uploaded to it
+        url = await opened.image_url("assets/deck.png")   # a data URI, an S3 URL, or a sandbox upload
         report = await run_job(opened.provider, spec, Path("out/clip.mp4"))
+
+What each choice wires:
+
+- ``runcomfy``: the adapter on the real API, images by ``KLINGFLOW_IMAGE_TRANSPORT``
+  (:mod:`pipeline.providers.images`), downloads from the CDN allow-list through a client that
+  checks addresses (:mod:`pipeline.providers.transport`);
+- ``runcomfy`` with ``rehearse``: the same, against a realistic sandbox in this process
+  (:mod:`pipeline.providers.rehearsal`);
+- ``sandbox``: the convenient sandbox (in this process, or ``KLINGFLOW_SANDBOX_URL``), which is
+  the provider, so its own loopback origin is trusted for downloads and takes uploads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import anyio
 import httpx
 
-from pipeline.errors import AuthError, ConfigError, InputNotFound, ProviderError
-from pipeline.providers.runcomfy import RunComfyProvider, error_from_response, translate_httpx_error
+from pipeline.errors import AuthError, ConfigError
+from pipeline.providers import transport
+from pipeline.providers.images import (
+    UPLOAD_PATH,
+    ImageTransport,
+    SandboxUploadTransport,
+    choose_image_transport,
+)
+from pipeline.providers.runcomfy import RunComfyProvider
 from pipeline.providers.settings import ProviderSettings
 
-#: The sandbox-only upload path, relative to the API base URL.
-UPLOAD_PATH = "/sandbox/uploads"
+__all__ = ["UPLOAD_PATH", "OpenedProvider", "ProviderName", "choose_provider", "open_provider"]
 
 
 class ProviderName(StrEnum):
@@ -34,18 +49,23 @@ class ProviderName(StrEnum):
     SANDBOX = "sandbox"
 
 
-def choose_provider(requested: str | None, settings: ProviderSettings) -> ProviderName:
+def choose_provider(
+    requested: str | None, settings: ProviderSettings, *, rehearse: bool = False
+) -> ProviderName:
     """The provider to use: the requested one, else RunComfy with a token and the sandbox without.
 
-    Asking for RunComfy without a token is an AuthError (exit 77), not a silent fallback.
+    Asking for RunComfy without a token is an AuthError (exit 77), not a silent fallback —
+    unless it is a rehearsal, which brings its own sandbox and token.
     """
     if requested is None:
-        return ProviderName.RUNCOMFY if settings.has_token else ProviderName.SANDBOX
+        return ProviderName.RUNCOMFY if settings.has_token or rehearse else ProviderName.SANDBOX
     try:
         name = ProviderName(requested)
     except ValueError:
         raise ConfigError(f"unknown provider {requested!r}: use runcomfy or sandbox") from None
-    if name is ProviderName.RUNCOMFY and not settings.has_token:
+    if rehearse and name is not ProviderName.RUNCOMFY:
+        raise ConfigError("--rehearse rehearses a real provider's path: use it with --provider runcomfy")
+    if name is ProviderName.RUNCOMFY and not settings.has_token and not rehearse:
         raise AuthError(
             "no RunComfy token: set RUNCOMFY_TOKEN or write ~/.config/runcomfy/token.json, "
             "or use --provider sandbox"
@@ -55,45 +75,28 @@ def choose_provider(requested: str | None, settings: ProviderSettings) -> Provid
 
 @dataclass
 class OpenedProvider:
-    """A provider ready to use, plus what only the sandbox can do (uploads, ledger)."""
+    """A provider ready to use, how images reach it, and its sandbox when it has one."""
 
     name: ProviderName
     provider: RunComfyProvider
+    images: ImageTransport
     sandbox_base_url: str | None = None
-    _client: httpx.AsyncClient = field(default_factory=httpx.AsyncClient, repr=False)
+    #: The sandbox behind this provider (in-process or rehearsal): its ledger and request log.
+    sandbox: object | None = None
+    rehearsal: bool = False
 
     async def image_url(self, path_or_url: str) -> str:
-        """A URL the provider can fetch for a start/end image given as a local path or a URL.
-
-        The sandbox takes uploads; RunComfy needs a public HTTPS URL (upload it elsewhere first).
-        """
-        if path_or_url.startswith(("https://", "http://")):
-            return path_or_url
-        path = Path(path_or_url)
-        if not await anyio.Path(path).is_file():
-            raise InputNotFound(f"{path}: no such image")
-        if self.sandbox_base_url is None:
-            raise ConfigError(
-                f"{path}: RunComfy only fetches public HTTPS URLs; upload the image (e.g. an S3 "
-                "presigned GET URL) and pass the URL"
-            )
-        return await upload_to_sandbox(self._client, self.sandbox_base_url, path)
+        """What the provider's image field takes for a local path or an https URL."""
+        return await self.images.url_for(path_or_url)
 
 
 async def upload_to_sandbox(client: httpx.AsyncClient, base_url: str, path: Path) -> str:
     """Upload a local PNG/JPEG to the sandbox (``POST /v1/sandbox/uploads``); return its URL."""
-    data = await anyio.Path(path).read_bytes()
-    try:
-        response = await client.post(f"{base_url.rstrip('/')}{UPLOAD_PATH}", content=data)
-    except httpx.HTTPError as exc:
-        raise translate_httpx_error(exc, operation=f"upload {path.name}") from exc
-    error = error_from_response(response, operation=f"upload {path.name}")
-    if error is not None:
-        raise error
-    url = response.json().get("url")
-    if not isinstance(url, str):
-        raise ProviderError(f"upload {path.name}: the sandbox gave no URL")
-    return url
+    return await SandboxUploadTransport(client, base_url).url_for(str(path))
+
+
+def _timeout(settings: ProviderSettings) -> httpx.Timeout:
+    return httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
 
 
 @contextlib.asynccontextmanager
@@ -103,32 +106,79 @@ async def open_provider(
     *,
     sandbox_config: object | None = None,
     http_client: httpx.AsyncClient | None = None,
+    download_client: httpx.AsyncClient | None = None,
     sandbox_url: str | None = None,
+    rehearse: bool = False,
+    image_transport: str = "auto",
+    shared_url: str | None = None,
+    archive: str | None = None,
+    hosts: Mapping[str, str] | None = None,
 ) -> AsyncIterator[OpenedProvider]:
-    """Open the chosen provider; for the sandbox, start one in-process on loopback first —
-    or use the one already serving at ``sandbox_url`` (``klingflow sandbox serve``), whose
-    requests outlive this process (what resuming after a crash needs).
+    """Open the chosen provider (see the module docstring).
 
-    ``sandbox_config`` is a :class:`~pipeline.providers.sandbox.config.SandboxConfig` (typed
-    loosely so that importing this module does not import FastAPI).
+    For the sandbox, start one in-process on loopback — or use the one already serving at
+    ``sandbox_url`` (``klingflow sandbox serve``), whose requests outlive this process (what
+    resuming after a crash needs). ``http_client``/``download_client`` replace the clients this
+    function would make (tests). ``sandbox_config`` is a
+    :class:`~pipeline.providers.sandbox.config.SandboxConfig` (typed loosely so that importing
+    this module does not import FastAPI).
     """
-    name = choose_provider(requested, settings)
+    name = choose_provider(requested, settings, rehearse=rehearse)
     async with contextlib.AsyncExitStack() as stack:
-        client = (
-            http_client if http_client is not None else await stack.enter_async_context(httpx.AsyncClient())
-        )
+
+        async def client(given: httpx.AsyncClient | None, make: httpx.AsyncClient) -> httpx.AsyncClient:
+            if given is not None:
+                await make.aclose()
+                return given
+            return await stack.enter_async_context(make)
+
         if name is ProviderName.RUNCOMFY:
-            provider = RunComfyProvider(settings, http_client=client)
-            yield OpenedProvider(name=name, provider=provider, _client=client)
+            verify = None
+            handle: object | None = None
+            if rehearse:
+                from pipeline.providers.rehearsal import rehearsal_sandbox
+
+                scale = getattr(sandbox_config, "latency_scale", 0.02)
+                render = getattr(sandbox_config, "render_scale", 1.0)
+                # Starting the server blocks briefly; keep the event loop free meanwhile.
+                cm = rehearsal_sandbox(latency_scale=scale, render_scale=render)
+                rehearsal = await asyncio.to_thread(cm.__enter__)
+                stack.push_async_callback(asyncio.to_thread, cm.__exit__, None, None, None)
+                settings = settings.model_copy(
+                    update={"base_url": rehearsal.base_url, "token": rehearsal.token}
+                )
+                hosts, verify, handle = rehearsal.hosts, rehearsal.ssl_context, rehearsal.handle
+            timeout = _timeout(settings)
+            api = await client(http_client, transport.api_client(timeout, verify=verify, hosts=hosts))
+            cdn = await client(
+                download_client,
+                transport.download_client(
+                    timeout,
+                    allow_private=settings.allow_private_network or rehearse,
+                    verify=verify,
+                    hosts=hosts,
+                ),
+            )
+            images = choose_image_transport(image_transport, shared_url=shared_url, archive=archive)
+            stack.push_async_callback(images.aclose)
+            provider = RunComfyProvider(settings, http_client=api, download_client=cdn)
+            yield OpenedProvider(
+                name=name,
+                provider=provider,
+                images=images,
+                sandbox=handle,
+                rehearsal=rehearse,
+            )
             return
+        api = await client(http_client, httpx.AsyncClient(timeout=_timeout(settings), follow_redirects=False))
         if sandbox_url is not None:
             base = sandbox_url.rstrip("/")
             origin = "/".join(base.split("/", 3)[:3])
             external = settings.model_copy(update={"base_url": base, "token": None})
-            provider = RunComfyProvider(
-                external, http_client=client, download_origins=(origin,), name="sandbox"
+            provider = RunComfyProvider(external, http_client=api, download_origins=(origin,), name="sandbox")
+            yield OpenedProvider(
+                name=name, provider=provider, images=SandboxUploadTransport(api, base), sandbox_base_url=base
             )
-            yield OpenedProvider(name=name, provider=provider, sandbox_base_url=base, _client=client)
             return
         # Imported here: the sandbox brings FastAPI and uvicorn, which RunComfy users never need.
         from pipeline.providers.sandbox.config import SandboxConfig
@@ -136,11 +186,17 @@ async def open_provider(
 
         config = sandbox_config if isinstance(sandbox_config, SandboxConfig) else SandboxConfig()
         # Starting the server blocks briefly; keep the event loop free meanwhile.
-        cm = run_sandbox(config)
-        sandbox = await asyncio.to_thread(cm.__enter__)
-        stack.push_async_callback(asyncio.to_thread, cm.__exit__, None, None, None)
+        started = run_sandbox(config)
+        sandbox = await asyncio.to_thread(started.__enter__)
+        stack.push_async_callback(asyncio.to_thread, started.__exit__, None, None, None)
         sandbox_settings = settings.model_copy(update={"base_url": sandbox.base_url, "token": None})
         provider = RunComfyProvider(
-            sandbox_settings, http_client=client, download_origins=(sandbox.origin,), name="sandbox"
+            sandbox_settings, http_client=api, download_origins=(sandbox.origin,), name="sandbox"
         )
-        yield OpenedProvider(name=name, provider=provider, sandbox_base_url=sandbox.base_url, _client=client)
+        yield OpenedProvider(
+            name=name,
+            provider=provider,
+            images=SandboxUploadTransport(api, sandbox.base_url),
+            sandbox_base_url=sandbox.base_url,
+            sandbox=sandbox,
+        )

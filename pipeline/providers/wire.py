@@ -11,7 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.errors import UpstreamError
 
 #: Status words the API documents (the sandbox only emits these).
 IN_QUEUE: Final = "in_queue"
@@ -33,6 +35,15 @@ CODE_NOT_FOUND: Final = 404001
 CODE_VALIDATION: Final = 422001
 CODE_RATE_LIMITED: Final = 429001  # *unverified*: rate limits are not published
 CODE_INTERNAL: Final = 500001
+
+
+class UnreadableAnswer(UpstreamError):
+    """A 2xx answer that cannot be read: not JSON, not the documented shape, or an HTTP 200
+    carrying a server-side ``error_code`` (5xx class).
+
+    Retried like any 5xx; the poller counts them and stops waiting after a few in a row
+    (:data:`pipeline.providers.polling.MAX_UNREADABLE_ANSWERS`), leaving the request followed.
+    """
 
 
 class _Wire(BaseModel):
@@ -106,11 +117,11 @@ class ResultAnswer(_Wire):
 
 
 class CancelAnswer(_Wire):
-    """``POST /v1/requests/{id}/cancel``."""
+    """``POST /v1/requests/{id}/cancel``; ``outcome`` may be missing (then ``status`` tells)."""
 
     request_id: str
     status: str | None = None
-    outcome: str
+    outcome: str | None = None
 
 
 class ErrorBody(_Wire):
@@ -121,10 +132,34 @@ class ErrorBody(_Wire):
     detail: Any = None
 
 
+def _price(value: object) -> object:
+    # JSON booleans are ints to pydantic: True must not read as a price of $1.
+    if isinstance(value, bool):
+        raise ValueError("a price must be a number")
+    return str(value) if isinstance(value, float) else value
+
+
 class ModelInfo(_Wire):
-    """``GET /v1/models/{model_id}``."""
+    """``GET /v1/models/{model_id}``: the model's price and, where published, its input schema.
+
+    The catalog names the schema ``input_schema`` (read by the partner nodes'
+    ``scripts/update_model_catalog.py``); ``schema`` is accepted too. The audio price has no
+    documented name: the spellings below are accepted, and only checked when present.
+    """
 
     model_id: str
     base_price_usd: Decimal | None = None
     price_unit: str | None = None
+    audio_price_usd: Decimal | None = Field(
+        default=None,
+        validation_alias=AliasChoices("audio_price_usd", "price_with_audio_usd", "base_price_with_audio_usd"),
+    )
+    input_schema: dict[str, Any] | None = Field(
+        default=None, validation_alias=AliasChoices("input_schema", "schema")
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_price_usd", "audio_price_usd", mode="before")
+    @classmethod
+    def _price_as_text(cls, value: object) -> object:
+        return _price(value)

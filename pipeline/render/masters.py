@@ -1,7 +1,16 @@
-"""Turning a narrative's clips into a checked master with its sidecars and manifest."""
+"""Turning a narrative's clips into a checked master with its sidecars and manifest.
+
+A master's inputs (its clips' sha256s and every setting the stitch uses) are recorded by hash in
+``inputs.json`` beside it, last; a resumed run whose inputs are unchanged, and whose master still
+matches its manifest, keeps the master instead of stitching it again. Temporary files a killed
+run left in a master's folder are removed before it is made.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,8 +19,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pipeline.archive.manifest import SegmentRecord, Timings, build_manifest, write_manifest
+from pydantic import ValidationError
+
+from pipeline.archive.manifest import (
+    Manifest,
+    SegmentRecord,
+    Timings,
+    build_manifest,
+    load_manifest,
+    write_manifest,
+)
 from pipeline.errors import KlingflowError
+from pipeline.hashing import sha256_file
 from pipeline.media.contact_sheet import SheetRow, contact_sheet
 from pipeline.media.qc import QCReport, check
 from pipeline.media.stitch import stitch
@@ -73,6 +92,110 @@ def subtitle_cues(narrative: Narrative, plan: NarrativePlan, crossfade_s: float)
     return cues_for_shots(shots)
 
 
+#: Written last beside a finished master: what it was made from (see the module docstring).
+INPUTS_NAME = "inputs.json"
+#: Bumped when stitching changes in a way that should remake masters made by older code.
+INPUTS_VERSION = 1
+#: Temporary names the stitch, contact sheet and atomic writes use in a master's folder.
+LEFTOVER_PATTERNS = (".master.*", ".contact-sheet.*", ".*.partial")
+
+
+def master_options(script: Script) -> StitchOptions:
+    """The stitch settings of every master of ``script`` (its ``output`` section)."""
+    return StitchOptions(
+        transition=script.output.transition,
+        crossfade_s=script.output.crossfade_seconds,
+        loudness_lufs=script.output.loudness_lufs,
+    )
+
+
+def master_cues(script: Script, narrative: Narrative, plan: NarrativePlan) -> list[Cue]:
+    """The subtitle cues of a narrative's masters (none when the script has no subtitles)."""
+    if not script.subtitles:
+        return []
+    crossfade = script.output.crossfade_seconds if script.output.transition == "crossfade" else 0.0
+    return subtitle_cues(narrative, plan, crossfade)
+
+
+def remove_leftovers(directory: Path) -> list[Path]:
+    """Remove what a killed run left in a master's folder: work folders and partial writes.
+
+    Safe because one process at a time holds a run (the run lock) and a master's folder belongs
+    to that run; returns what was removed.
+    """
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for pattern in LEFTOVER_PATTERNS:
+        for path in directory.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def master_inputs(
+    clips: Sequence[Clip], plan: NarrativePlan, options: StitchOptions, cues: Sequence[Cue]
+) -> dict[str, Any]:
+    """Everything a master is made from, as JSON data: equal inputs make an equal master."""
+    return {
+        "version": INPUTS_VERSION,
+        "clips": [
+            {"sha256": c.sha256, "scripted_s": seg.content_seconds, "audio": c.request.audio}
+            for c, seg in zip(clips, plan.segments, strict=True)
+        ],
+        "master_seconds": plan.master_seconds,
+        "options": options.model_dump(mode="json"),
+        "subtitles": [c.model_dump(mode="json") for c in cues],
+    }
+
+
+def inputs_digest(inputs: dict[str, Any]) -> str:
+    """The sha256 of ``inputs`` in a canonical JSON form."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _unchanged_master(directory: Path, digest: str) -> Manifest | None:
+    """The manifest of the master in ``directory`` if it was made from ``digest`` and its files
+    still match that manifest; None when it must be stitched (again)."""
+    try:
+        recorded = json.loads((directory / INPUTS_NAME).read_text(encoding="utf-8"))
+        if recorded.get("inputs_sha256") != digest:
+            return None
+        manifest = load_manifest(directory / "manifest.json")
+        files = [
+            (manifest.master.name, manifest.master.sha256),
+            *((f.name, f.sha256) for f in manifest.files),
+        ]
+        if recorded.get("master_sha256") != manifest.master.sha256:
+            return None
+        for name, sha256 in files:
+            if sha256_file(directory / name) != sha256:
+                return None
+    except (OSError, ValueError, KlingflowError, ValidationError, AttributeError):
+        return None
+    return manifest
+
+
+def _kept_outcome(
+    narrative: str, first: PlannedRequest, directory: Path, manifest: Manifest
+) -> MasterOutcome:
+    qc = QCReport.model_validate(manifest.qc) if manifest.qc else None
+    return MasterOutcome(
+        narrative,
+        first.variant,
+        first.pass_,
+        directory,
+        path=directory / manifest.master.name,
+        sha256=manifest.master.sha256,
+        duration_s=manifest.master.duration_s,
+        loudness_lufs=manifest.master.loudness_lufs,
+        qc=qc,
+    )
+
+
 def make_master(
     *,
     script: Script,
@@ -86,33 +209,79 @@ def make_master(
     started_at: datetime,
 ) -> MasterOutcome:
     """Stitch ``clips`` (one per segment, in order) into ``directory/master.mp4``; check it,
-    draw its contact sheet and write its manifest. Blocking (ffmpeg): run it in a thread."""
+    draw its contact sheet and write its manifest (:func:`build_master`). A master that cannot be
+    made comes back with its ``error``. Blocking (ffmpeg): run it in a thread."""
+    try:
+        return build_master(
+            script=script,
+            script_sha256=script_sha256,
+            run_id=run_id,
+            narrative=narrative,
+            plan=plan,
+            clips=clips,
+            directory=directory,
+            plan_summary=plan_summary,
+            started_at=started_at,
+        )
+    except (KlingflowError, OSError) as exc:
+        # OSError too (a full disk while joining audio): reported with the master, whose run
+        # decides what it means (its text names the errno).
+        first = clips[0].request
+        return MasterOutcome(narrative.id, first.variant, first.pass_, directory, error=str(exc))
+
+
+def build_master(
+    *,
+    script: Script,
+    script_sha256: str,
+    run_id: str,
+    narrative: Narrative,
+    plan: NarrativePlan,
+    clips: Sequence[Clip],
+    directory: Path,
+    plan_summary: dict[str, Any],
+    started_at: datetime,
+    with_contact_sheet: bool = True,
+) -> MasterOutcome:
+    """Stitch ``clips`` (one per segment, in order) into ``directory/master.mp4``; check it,
+    draw its contact sheet (unless told not to: a rehearsal that already drew one of that shape)
+    and write its manifest; keep the master already there when it was made from the same inputs.
+    Raises KlingflowError when the master cannot be made."""
     first = clips[0].request
     steps: dict[str, float] = {}
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        crossfade = script.output.crossfade_seconds if script.output.transition == "crossfade" else 0.0
-        cues = subtitle_cues(narrative, plan, crossfade) if script.subtitles else None
-        t0 = time.monotonic()
-        result = stitch(
-            [
-                ClipInput(path=str(c.path), scripted_s=seg.content_seconds, label=f"segment {seg.index}")
-                for c, seg in zip(clips, plan.segments, strict=True)
-            ],
-            directory / "master.mp4",
-            StitchOptions(
-                transition=script.output.transition,
-                crossfade_s=script.output.crossfade_seconds,
-                loudness_lufs=script.output.loudness_lufs,
-            ),
-            subtitles=cues or None,
-        )
-        steps["stitch_s"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        audio = any(c.request.audio for c in clips)
-        qc = check(directory / "master.mp4", expect_duration=result.expected_duration_s, expect_audio=audio)
-        steps["qc_s"] = time.monotonic() - t0
-        t0 = time.monotonic()
+    directory.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(directory)
+    options = master_options(script)
+    cues = master_cues(script, narrative, plan)
+    digest = inputs_digest(master_inputs(clips, plan, options, cues))
+    kept = _unchanged_master(directory, digest)
+    if kept is not None:
+        return _kept_outcome(narrative.id, first, directory, kept)
+    # From here the master is being remade: its old record of inputs no longer holds.
+    (directory / INPUTS_NAME).unlink(missing_ok=True)
+    t0 = time.monotonic()
+    result = stitch(
+        [
+            ClipInput(path=str(c.path), scripted_s=seg.content_seconds, label=f"segment {seg.index}")
+            for c, seg in zip(clips, plan.segments, strict=True)
+        ],
+        directory / "master.mp4",
+        options,
+        subtitles=cues or None,
+    )
+    steps["stitch_s"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    audio = any(c.request.audio for c in clips)
+    # The scripted length (the plan's), not the stitcher's own idea of it: QC checks the contract.
+    qc = check(
+        directory / "master.mp4",
+        expect_duration=plan.master_seconds or result.expected_duration_s,
+        expect_audio=audio,
+        duration_tolerance_s=result.plan.tolerance_s,
+    )
+    steps["qc_s"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    if with_contact_sheet:
         contact_sheet(
             [
                 SheetRow(
@@ -127,41 +296,41 @@ def make_master(
             ],
             directory / "contact-sheet.png",
         )
-        steps["contact_sheet_s"] = time.monotonic() - t0
-        manifest = build_manifest(
-            directory,
-            script_name=script.name,
-            script_sha256=script_sha256,
-            run_id=run_id,
-            narrative=narrative.id,
-            variant=first.variant,
-            pass_=first.pass_,
-            plan=plan_summary,
-            segments=[
-                SegmentRecord(
-                    narrative=narrative.id,
-                    variant=c.request.variant,
-                    pass_=c.request.pass_,
-                    index=c.request.segment,
-                    request_id=c.request_id,
-                    tier=c.request.tier,
-                    duration_s=c.request.duration,
-                    audio=c.request.audio,
-                    seed=c.request.seed,
-                    prompt=c.request.prompt,
-                    cost_usd=c.cost,
-                    clip_sha256=c.sha256,
-                )
-                for c in clips
-            ],
-            qc=qc.model_dump(mode="json"),
-            duration_s=result.duration_s,
-            loudness_lufs=result.loudness.integrated_lufs,
-            timings=Timings(started_at=started_at, finished_at=datetime.now(UTC), steps=steps),
-        )
-        write_manifest(manifest, directory / "manifest.json")
-    except KlingflowError as exc:
-        return MasterOutcome(narrative.id, first.variant, first.pass_, directory, error=str(exc))
+    steps["contact_sheet_s"] = time.monotonic() - t0
+    manifest = build_manifest(
+        directory,
+        script_name=script.name,
+        script_sha256=script_sha256,
+        run_id=run_id,
+        narrative=narrative.id,
+        variant=first.variant,
+        pass_=first.pass_,
+        plan=plan_summary,
+        segments=[
+            SegmentRecord(
+                narrative=narrative.id,
+                variant=c.request.variant,
+                pass_=c.request.pass_,
+                index=c.request.segment,
+                request_id=c.request_id,
+                tier=c.request.tier,
+                duration_s=c.request.duration,
+                audio=c.request.audio,
+                seed=c.request.seed,
+                prompt=c.request.prompt,
+                cost_usd=c.cost,
+                clip_sha256=c.sha256,
+            )
+            for c in clips
+        ],
+        qc=qc.model_dump(mode="json"),
+        duration_s=result.duration_s,
+        loudness_lufs=result.loudness.integrated_lufs,
+        timings=Timings(started_at=started_at, finished_at=datetime.now(UTC), steps=steps),
+    )
+    write_manifest(manifest, directory / "manifest.json")
+    record = {"inputs_sha256": digest, "master_sha256": result.sha256}
+    (directory / INPUTS_NAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return MasterOutcome(
         narrative.id,
         first.variant,

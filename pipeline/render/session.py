@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
+
 from pipeline.errors import BudgetError
 from pipeline.planning.plan import RenderPlan
 from pipeline.providers.latency import LatencyModel
@@ -56,8 +58,14 @@ async def open_run(
     approve: Sequence[str] | None = None,
     resubmit_unknown: bool = False,
     provider_settings: ProviderSettings | None = None,
+    rehearse: bool = False,
+    http_clients: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None,
 ) -> AsyncIterator[RunSession]:
     """Open provider, store and engine for ``run_id``; close them on exit.
+
+    ``rehearse`` runs the real provider's path against a realistic sandbox in this process
+    (``klingflow run --rehearse``). ``http_clients`` (API, downloads) replace the provider's own
+    HTTP clients: tests use it to reach a sandbox under a real-looking host name.
 
     The run's ledger row is created with the script's ``limit_usd`` (kept as it was when
     resuming). Raises BudgetError when money already committed leaves nothing for this plan.
@@ -74,8 +82,12 @@ async def open_run(
     shared: ClipShare | None = None
     try:
         shared = ClipShare.open(settings.shared_url, run_id) if settings.shared_url else None
-        spend = store.ensure_run(
-            run_id, script=loaded.script.name, limit=Decimal(str(loaded.script.budget.limit_usd))
+        # A write that may wait for another process's lock: off the event loop.
+        spend = await asyncio.to_thread(
+            store.ensure_run,
+            run_id,
+            script=loaded.script.name,
+            limit=Decimal(str(loaded.script.budget.limit_usd)),
         )
         if spend.committed >= spend.limit:
             raise BudgetError(
@@ -85,13 +97,22 @@ async def open_run(
         scale = 1.0
         requested = provider or loaded.script.provider
         psettings = provider_settings or load_settings()
-        if requested != "runcomfy" and (requested == "sandbox" or not psettings.has_token):
+        if rehearse or (requested != "runcomfy" and (requested == "sandbox" or not psettings.has_token)):
             from pipeline.providers.sandbox.config import SandboxConfig
 
             scale = settings.sandbox_latency_scale
             sandbox_config = SandboxConfig(latency_scale=scale, render_scale=settings.sandbox_render_scale)
         async with open_provider(
-            requested, psettings, sandbox_config=sandbox_config, sandbox_url=settings.sandbox_url
+            requested,
+            psettings,
+            sandbox_config=sandbox_config,
+            sandbox_url=settings.sandbox_url,
+            rehearse=rehearse,
+            image_transport=settings.image_transport,
+            shared_url=settings.shared_url,
+            archive=loaded.script.output.archive,
+            http_client=http_clients[0] if http_clients else None,
+            download_client=http_clients[1] if http_clients else None,
         ) as opened:
             engine = Engine(
                 run_id=run_id,
@@ -106,6 +127,7 @@ async def open_run(
                 max_regenerations=settings.max_regenerations,
                 resubmit_unknown=resubmit_unknown,
                 shared=shared,
+                script_file=loaded.file,
             )
             run = RenderRun(
                 loaded=loaded,

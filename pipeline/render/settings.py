@@ -6,6 +6,7 @@ Precedence, highest first: flags (keyword arguments), environment variables, the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,9 @@ class RunSettings(BaseSettings):
     sandbox_url: str | None = None
     sandbox_latency_scale: float = Field(default=0.02, ge=0)
     sandbox_render_scale: float = Field(default=1.0, gt=0, le=1)
+    #: How image inputs reach a real provider: ``data-uri``, ``s3`` or ``auto`` (S3 when one is
+    #: configured, else data URIs); see :mod:`pipeline.providers.images`.
+    image_transport: Literal["data-uri", "s3", "auto"] = "auto"
 
 
 def load_run_settings(**overrides: object) -> RunSettings:

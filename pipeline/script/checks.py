@@ -23,6 +23,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac"})
 S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 SHOT_TEXT_FIELDS = ("action", "camera", "text", "sound")
+#: The most shots × variants a script may ask for: one pass makes at most this many clips. It
+#: bounds the work of ``plan`` (every request is built), which the YAML bounds alone do not: 2,000
+#: shots and 5,000 variants fit in 50,000 values but would plan ten million requests.
+MAX_CLIPS_PER_PASS = 10_000
 
 
 def check_meaning(doc: YamlDocument, base_dir: Path, *, mirror: Mirror | None = None) -> list[Problem]:
@@ -43,7 +47,24 @@ def check_meaning(doc: YamlDocument, base_dir: Path, *, mirror: Mirror | None = 
     problems += _assets(doc, base_dir, mirror)
     problems += _finals(doc, data)
     problems += _archive(doc, data)
+    problems += _size(doc, data)
     return problems
+
+
+def _size(doc: YamlDocument, data: dict[str, Any]) -> list[Problem]:
+    shots = sum(len(n["shots"]) for _, n in _items(data, "narratives") if isinstance(n.get("shots"), list))
+    variants = data.get("variants")
+    count = len(variants) if isinstance(variants, list) else 1
+    if shots * count <= MAX_CLIPS_PER_PASS:
+        return []
+    where: Path_ = ("variants",) if isinstance(variants, list) else ("narratives",)
+    return [
+        doc.problem(
+            where,
+            f"{shots:,} shots × {count:,} variants ask for {shots * count:,} clips per pass; "
+            f"a render script may ask for at most {MAX_CLIPS_PER_PASS:,}",
+        )
+    ]
 
 
 def _items(data: dict[str, Any], key: str) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -10,10 +10,12 @@ its assets first (:mod:`pipeline.script.source`) and is still named by its URI i
 
 Three layers of checks, all collected before anything is raised:
 
-1. the file itself (exists, UTF-8, YAML syntax, one document, a mapping, no duplicate keys);
-2. the shape (pydantic models, strict types, unknown keys with a did-you-mean hint);
+1. the file itself (exists, within the input limits of :mod:`pipeline.script.yaml_limits`,
+   UTF-8, YAML syntax, plain values only, one document, a mapping, no duplicate keys);
+2. the shape (pydantic models, strict types, unknown keys with a did-you-mean hint, money
+   finite in whole cents under a ceiling; type errors name the YAML 1.1 trap behind them);
 3. meaning (unique ids, ``@name`` references and speakers, asset files, finals ≤ variants,
-   and prompts within the provider's limit).
+   clips per pass bounded, and prompts within the provider's limit).
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from pydantic_core import ErrorDetails
 from pipeline.errors import InputNotFound, Problem, PromptTooLong, ScriptError
 from pipeline.script import checks
 from pipeline.script.model import Script
+from pipeline.script.money import show_number
 from pipeline.script.source import fetch_script
-from pipeline.script.yaml_source import Path_, YamlDocument, format_path, parse_yaml
+from pipeline.script.yaml_limits import MAX_SCRIPT_BYTES
+from pipeline.script.yaml_source import BRIEF_CHARS, Path_, YamlDocument, brief, format_path, parse_yaml
+from pipeline.script.yaml_traps import yaml_trap
 
 
 @dataclass(frozen=True)
@@ -51,14 +56,20 @@ class LoadedScript:
 
 
 def read_script_bytes(path: str | Path) -> bytes:
-    """The bytes of a script file, or InputNotFound (exit 66) naming it."""
+    """The bytes of a script file, or InputNotFound (exit 66) naming it.
+
+    At most :data:`~pipeline.script.yaml_limits.MAX_SCRIPT_BYTES` + 1 bytes are read: a larger
+    file is refused by :func:`~pipeline.script.yaml_source.parse_yaml` without being read whole.
+    """
     p = Path(path)
     if not p.exists():
         raise InputNotFound(f"{p}: no such file")
     if p.is_dir():
         raise InputNotFound(f"{p}: is a directory, expected a render script file")
     try:
-        return p.read_bytes()
+        with p.open("rb") as f:
+            # One byte past the bound is enough to refuse the file (the parser names the limit).
+            return f.read(MAX_SCRIPT_BYTES + 1)
     except OSError as exc:
         raise InputNotFound(f"{p}: cannot be read ({exc.strerror})") from exc
 
@@ -86,7 +97,10 @@ def parse_script(
     doc = parse_yaml(file, raw)
     problems = list(doc.problems)
     if doc.data is None:
-        raise ScriptError(problems)
+        # Without a problem of its own, the document is a null (``~``, or a lone ``&anchor``).
+        raise ScriptError(
+            problems or [Problem(file, 1, "", "a render script must be a YAML mapping of keys (got null)")]
+        )
     if not isinstance(doc.data, dict):
         problems.append(
             Problem(file, 1, "", f"a render script must be a YAML mapping of keys (got {_kind(doc.data)})")
@@ -137,9 +151,14 @@ def _kind(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, float):
+        return show_number(value)
     if isinstance(value, str):
-        return repr(value)
-    return str(value)
+        return brief(value)
+    if isinstance(value, int):
+        return brief(value)
+    text = str(value)  # a date, say: shown as YAML read it
+    return text if len(text) <= BRIEF_CHARS else text[: BRIEF_CHARS - 1] + "…"
 
 
 def _plain(number: Any) -> Any:
@@ -158,6 +177,14 @@ _TYPE_MESSAGES = {
 
 
 def _translate(doc: YamlDocument, err: ErrorDetails) -> Problem:
+    problem = _translate_plainly(doc, err)
+    hint = yaml_trap(doc, tuple(err["loc"]), err["type"], err.get("input"))
+    if hint:
+        return Problem(problem.file, problem.line, problem.path, f"{problem.message}: {hint}")
+    return problem
+
+
+def _translate_plainly(doc: YamlDocument, err: ErrorDetails) -> Problem:
     loc: Path_ = tuple(err["loc"])
     kind = err["type"]
     ctx = err.get("ctx") or {}

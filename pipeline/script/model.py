@@ -10,15 +10,16 @@ from __future__ import annotations
 import re
 import typing
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from pipeline.generation import ASPECT_RATIOS
 from pipeline.pricing import Tier
+from pipeline.script.money import Usd
+from pipeline.script.yaml_source import brief
 
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
 assert set(ASPECT_RATIOS) == set(typing.get_args(AspectRatio))  # one list, checked at import
@@ -55,7 +56,7 @@ def _matching(pattern: re.Pattern[str], expected: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
             raise PydanticCustomError(
-                "pattern", "must be {expected} (got {got})", {"expected": expected, "got": repr(value)}
+                "pattern", "must be {expected} (got {got})", {"expected": expected, "got": brief(value)}
             )
         return value
 
@@ -151,19 +152,13 @@ class Variant(_Strict):
 class Budget(_Strict):
     """Money and passes: a hard cap, the draft and final tiers, how finals are chosen."""
 
-    limit_usd: Annotated[float, Field(gt=0)]
+    #: Finite, in whole cents, over 0 and at most :data:`pipeline.script.money.MAX_USD`.
+    limit_usd: Usd
     draft_tier: DraftTier = "standard"
     final_tier: FinalTier = "pro"
     draft_audio: bool = False
     finals: Annotated[int, Field(ge=0)] | None = None
     select: Select = "all"
-
-    @field_validator("limit_usd")
-    @classmethod
-    def _whole_cents(cls, value: float) -> float:
-        if Decimal(str(value)).as_tuple().exponent < -2:  # type: ignore[operator]
-            raise PydanticCustomError("cents", "must be in whole cents (got {got})", {"got": value})
-        return value
 
     @property
     def draft(self) -> Tier | None:

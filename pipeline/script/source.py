@@ -37,6 +37,7 @@ from pipeline.archive.files import translate_os_error, write_file
 from pipeline.errors import ArchiveAuthError, ArchiveError, ArchiveUnavailable, InputNotFound
 from pipeline.hashing import sha256_file
 from pipeline.script import checks
+from pipeline.script.yaml_limits import MAX_SCRIPT_BYTES
 from pipeline.script.yaml_source import parse_yaml
 
 if TYPE_CHECKING:
@@ -153,7 +154,8 @@ def fetch_script(
     if path is None:
         raise InputNotFound(f"{uri}: no such object ({cache.store})")
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_SCRIPT_BYTES + 1)  # enough to refuse an oversized script
     except OSError as exc:
         raise translate_os_error(exc, what=f"reading the local copy of {uri}") from exc
     # A script that is not valid YAML names no assets; the loader reports why.

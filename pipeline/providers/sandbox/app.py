@@ -1,37 +1,47 @@
 """The sandbox's HTTP face: the RunComfy Model API paths, answers and error bodies.
 
 Hosted-API paths (under ``/v1``): submit ``POST /models/{model_id}``, model info
-``GET /models/{model_id}``, ``GET /requests/{id}/status``, ``GET /requests/{id}/result``
-(``?include_cost=true``), ``POST /requests/{id}/cancel``. Sandbox-only: ``GET /v1/sandbox/ledger``,
-``POST /v1/sandbox/uploads`` (raw PNG/JPEG body → ``{url}``), and files under ``/cdn/...``.
+``GET /models/{model_id}`` and ``GET /models`` (``search``, ``category``, ``include_schema``,
+``limit``, ``offset``), ``GET /requests/{id}/status``, ``GET /requests/{id}/result``
+(``?include_cost=true``), ``POST /requests/{id}/cancel``. Sandbox-only (never behind the token):
+``GET /v1/sandbox/ledger``, ``GET /v1/sandbox/requests`` (the request log), ``GET
+/v1/sandbox/stats``, ``POST /v1/sandbox/uploads`` (raw PNG/JPEG body → ``{url}``; not in
+realistic mode), and files under ``/cdn/...`` (videos also under the CDN base URL's path).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp
 
-from pipeline.pricing import rate, request_cost
+from pipeline.pricing import request_cost
 from pipeline.providers import wire
 from pipeline.providers.sandbox.config import SandboxConfig
 from pipeline.providers.sandbox.faults import CUT_HEADER, CutConnections, install_log_filter
-from pipeline.providers.sandbox.inputs import parse_model_id, validate_input
+from pipeline.providers.sandbox.images import ImageInput
+from pipeline.providers.sandbox.inputs import parse_model_id
+from pipeline.providers.sandbox.intake import ImageStore, classify_images, take
+from pipeline.providers.sandbox.schema import list_models, model_info
 from pipeline.providers.sandbox.state import Job, SandboxState
 
 MAX_UPLOAD_BYTES: Final = 20 * 1024 * 1024
+#: A submit body's size limit: the partner nodes' request limit
+#: (runcomfy-com/comfyui-runcomfy-partner-nodes, shared/docs/provider-api.md: 64 MiB).
+MAX_SUBMIT_BYTES: Final = 64 * 1024 * 1024
 IMAGE_TYPES: Final = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpg"}
 CHUNK: Final = 256 * 1024
 SLOW_CHUNK: Final = 16 * 1024
@@ -69,6 +79,19 @@ def _origin(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+async def _read_json(request: Request, limit: int) -> tuple[object, bool]:
+    """The body as JSON (None when it is not JSON), and whether it went over ``limit`` bytes."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > limit:
+            return None, True
+    try:
+        return json.loads(data), False
+    except ValueError:
+        return None, False
+
+
 class SandboxApp(CutConnections):
     """The sandbox ASGI application; ``state`` gives tests and the starter its jobs and ledger."""
 
@@ -96,7 +119,7 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
             return error_response(401, wire.CODE_UNAUTHENTICATED, "missing bearer token")
-        if header[7:].strip() != config.token.get_secret_value():
+        if not secrets.compare_digest(header[7:].strip().encode(), config.token.get_secret_value().encode()):
             return error_response(403, wire.CODE_PERMISSION_DENIED, "permission denied")
         return None
 
@@ -141,56 +164,44 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
             result_url=f"{base}/requests/{job.request_id}/result",
         ).model_dump(exclude_none=True)
 
-    def resolve_upload(url: str | None) -> Path | str | None:
-        """The uploaded file behind ``url``, None for no URL, or an error message."""
-        if url is None:
-            return None
-        path = urlsplit(url).path
-        prefix = "/cdn/uploads/"
-        name = path[len(prefix) :] if path.startswith(prefix) else ""
-        candidate = state.uploads_dir / name
-        if not name or "/" in name or not candidate.is_file():
-            return "the sandbox only fetches images uploaded to it (POST /v1/sandbox/uploads)"
-        return candidate
+    store = ImageStore(state.images_dir, state.uploads_dir)
 
     @app.post("/v1/models/{model_id:path}")
     async def submit(model_id: str, request: Request) -> Response:
+        body, too_big = await _read_json(request, MAX_SUBMIT_BYTES)
+        # Decoding data URIs (megabytes of base64) happens off the event loop, once.
+        images: dict[str, ImageInput] = await anyio.to_thread.run_sync(classify_images, body)
+
+        def refuse(response: Response) -> Response:
+            state.requests.record(model_id, body, images, status=response.status_code)
+            return response
+
         if (denied := check_auth(request)) is not None:
-            return denied
+            return refuse(denied)
+        if too_big:
+            return refuse(error_response(413, 413001, f"request body over {MAX_SUBMIT_BYTES} bytes"))
         if (fault := injected(request)) is not None:
-            return fault
+            return refuse(fault)
         parsed = parse_model_id(model_id)
         if parsed is None:
-            return error_response(400, wire.CODE_BAD_MODEL, f"unknown model id {model_id!r}")
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        inp, problems = validate_input(parsed[0], parsed[1], body)
-        images: list[Path | None] = []
-        if inp is not None:
-            for field, url in (
-                ("start_image_url", inp.start_image_url),
-                ("end_image_url", inp.end_image_url),
-            ):
-                found = resolve_upload(url)
-                if isinstance(found, str):
-                    problems.append({"loc": ["body", field], "msg": found, "type": "value_error"})
-                else:
-                    images.append(found)
-        if inp is None or problems:
-            return error_response(422, wire.CODE_VALIDATION, "validation error", detail=problems)
+            return refuse(error_response(400, wire.CODE_BAD_MODEL, f"unknown model id {model_id!r}"))
+        intake = await anyio.to_thread.run_sync(take, config, store, parsed[0], parsed[1], body, images)
+        if intake.inp is None or intake.problems:
+            return refuse(
+                error_response(422, wire.CODE_VALIDATION, "validation error", detail=intake.problems)
+            )
         wait = state.submit_wait()
         if wait > 0:
             state.rate_limited += 1
-            return error_response(
-                429, wire.CODE_RATE_LIMITED, "too many requests", headers=_retry_headers(wait)
+            return refuse(
+                error_response(429, wire.CODE_RATE_LIMITED, "too many requests", headers=_retry_headers(wait))
             )
         if config.balance_usd is not None:
-            cost = request_cost(inp.tier, inp.duration, inp.generate_audio)
+            cost = request_cost(intake.inp.tier, intake.inp.duration, intake.inp.generate_audio)
             if state.committed_usd() + cost > config.balance_usd:
-                return error_response(402, wire.CODE_NO_BALANCE, "insufficient balance")
-        job = state.accept(model_id, inp, (images[0], images[1]))
+                return refuse(error_response(402, wire.CODE_NO_BALANCE, "insufficient balance"))
+        job = state.accept(model_id, intake.inp, intake.frames)
+        state.requests.record(model_id, body, images, status=200, request_id=job.request_id)
         base = _api_base(request)
         answer = wire.SubmitAnswer(
             request_id=job.request_id,
@@ -201,24 +212,41 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
         # A drop here loses the answer of a request that *was* created: the hardest case.
         return maybe_drop(JSONResponse(answer.model_dump()))
 
+    @app.get("/v1/models")
+    async def models(
+        request: Request,
+        search: str | None = None,
+        category: str | None = None,
+        include_schema: bool = False,
+        limit: int = Query(default=50, ge=1, le=500),
+        offset: int = Query(default=0, ge=0),
+    ) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        listing = list_models(
+            strict=config.realistic,
+            search=search,
+            category=category,
+            include_schema=include_schema,
+            limit=limit,
+            offset=offset,
+        )
+        return JSONResponse(listing)
+
+    @app.get("/v1/models/categories")
+    async def categories(request: Request) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        return JSONResponse({"categories": ["image-to-video", "text-to-video"]})
+
     @app.get("/v1/models/{model_id:path}")
-    async def model_info(model_id: str, request: Request) -> Response:
+    async def one_model(model_id: str, request: Request) -> Response:
         if (denied := check_auth(request)) is not None:
             return denied
         parsed = parse_model_id(model_id)
         if parsed is None:
             return error_response(400, wire.CODE_BAD_MODEL, f"unknown model id {model_id!r}")
-        tier, mode = parsed
-        return JSONResponse(
-            {
-                "model_id": model_id,
-                "base_price_usd": float(rate(tier, False)),
-                "price_unit": "second",
-                "price_with_audio_usd": float(rate(tier, True)),
-                "mode": mode,
-                "provider": "klingflow-sandbox",
-            }
-        )
+        return JSONResponse(model_info(model_id.strip("/"), *parsed, strict=config.realistic))
 
     @app.get("/v1/requests/{request_id}/status")
     async def status(request_id: str, request: Request) -> Response:
@@ -234,7 +262,7 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
             return job
         output: dict[str, Any] | None = None
         if job.status == wire.COMPLETED and job.video_name:
-            url = f"{_origin(request)}/cdn/videos/{job.request_id}.mp4"
+            url = f"{config.video_base(_origin(request), request.url.port)}/videos/{job.request_id}.mp4"
             output = {"video": url} if config.output_field == "video" else {"videos": [url]}
         body: dict[str, Any] = {
             "request_id": job.request_id,
@@ -269,6 +297,10 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
             }
         )
 
+    @app.get("/v1/sandbox/requests")
+    async def requests_log() -> Response:
+        return JSONResponse({"requests": state.requests.entries()})
+
     @app.get("/v1/sandbox/stats")
     async def stats() -> Response:
         return JSONResponse(
@@ -282,6 +314,8 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
 
     @app.post("/v1/sandbox/uploads")
     async def upload(request: Request) -> Response:
+        if config.realistic:  # the hosted API has no such door
+            return error_response(404, wire.CODE_NOT_FOUND, "not found")
         data = bytearray()
         async for chunk in request.stream():
             data.extend(chunk)
@@ -301,12 +335,11 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
     @app.get("/cdn/uploads/{name}")
     async def uploaded(name: str) -> Response:
         path = state.uploads_dir / name
-        if "/" in name or not path.is_file():
+        if config.realistic or "/" in name or not path.is_file():
             return Response(status_code=404)
         media = "image/png" if name.endswith(".png") else "image/jpeg"
         return Response(await anyio.Path(path).read_bytes(), media_type=media)
 
-    @app.get("/cdn/videos/{name}")
     async def video(name: str) -> Response:
         job = state.jobs.get(name.removesuffix(".mp4"))
         if job is None or job.video_name is None:
@@ -331,6 +364,10 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
             _cut(response, len(data) // 2)
         return response
 
+    # Videos live under /cdn/videos/, and under the CDN base URL's own path when it has another.
+    app.add_api_route("/cdn/videos/{name}", video, methods=["GET"])
+    if config.cdn_path != "/cdn":
+        app.add_api_route(f"{config.cdn_path}/videos/{{name}}", video, methods=["GET"])
     return SandboxApp(app, state)
 
 

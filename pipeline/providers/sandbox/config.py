@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from pipeline.errors import ConfigError
 
 
 class FaultConfig(BaseModel):
@@ -77,3 +80,55 @@ class SandboxConfig(BaseModel):
     balance_usd: Decimal | None = None
     #: Where a result lists its video: ``output.video`` (string) or ``output.videos`` (list).
     output_field: Literal["video", "videos"] = "video"
+    #: Behave like the hosted API rather than conveniently: a required token, each model's
+    #: strict input schema, images only as ``https://`` URLs or ``data:`` URIs (never sandbox
+    #: uploads), no upload endpoint. See :mod:`pipeline.providers.sandbox.app`.
+    realistic: bool = False
+    #: Where result videos point (``{cdn_base_url}/videos/{request_id}.mp4``), e.g.
+    #: ``https://cdn-sandbox.runcomfy.net:8443``: a host name a client's CDN allow-list accepts,
+    #: which the client maps to this server. Without a port, the port the client reached the
+    #: API on is used. Default: this server's own origin (``/cdn/videos/...``).
+    cdn_base_url: str | None = None
+
+    @field_validator("cdn_base_url")
+    @classmethod
+    def _cdn_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ConfigError(f"--cdn-base-url {value!r}: bad port") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"--cdn-base-url {value!r}: expected an http(s) URL with a host name")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ConfigError(f"--cdn-base-url {value!r}: no query, fragment or user name allowed")
+        if parts.path == "/v1" or parts.path.startswith("/v1/"):
+            # The video route would shadow the API's own paths.
+            raise ConfigError(f"--cdn-base-url {value!r}: the path must not start with /v1")
+        return value
+
+    @model_validator(mode="after")
+    def _realistic_needs_token(self) -> SandboxConfig:
+        if self.realistic and (self.token is None or not self.token.get_secret_value().strip()):
+            raise ConfigError(
+                "a realistic sandbox requires a bearer token (--token or KLINGFLOW_SANDBOX_TOKEN)"
+            )
+        return self
+
+    def video_base(self, origin: str, port: int | None) -> str:
+        """Where result videos point, for a client that reached this server at ``origin``
+        (``scheme://host[:port]``) on ``port`` (None: the scheme's default)."""
+        if self.cdn_base_url is None:
+            return f"{origin}/cdn"
+        parts = urlsplit(self.cdn_base_url)
+        if parts.port is not None or port is None:
+            return self.cdn_base_url
+        return urlunsplit((parts.scheme, f"{parts.hostname}:{port}", parts.path, "", ""))
+
+    @property
+    def cdn_path(self) -> str:
+        """The path under which this server serves result videos (``…/videos/{id}.mp4``)."""
+        return urlsplit(self.cdn_base_url).path if self.cdn_base_url else "/cdn"

@@ -4,7 +4,8 @@ A clip is H.264 + AAC (audio only when asked), exactly the requested duration, a
 resolution for the aspect ratio (× ``render_scale``). The picture says which request it is (a
 fingerprint of its inputs, tier, aspect ratio, seed) and which shot is playing, over a moving
 test pattern tinted by the seed. With a start image the first second shows that image; with an
-end image the last second does. Same inputs and seed → byte-identical file (bitexact flags,
+end image the last second does. An image the sandbox could not fetch (a remote URL: it runs
+offline) is shown as a labelled grey placeholder instead. Same inputs and seed → byte-identical file (bitexact flags,
 fixed threads, no metadata).
 """
 
@@ -34,7 +35,9 @@ IMAGE_SECONDS: Final = 1.0
 ENCODE_THREADS: Final = 2
 SAMPLE_RATE: Final = 48000
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
-_SHOT = re.compile(r"\bshot\s*(\d+)\s*[:.\-–]\s*", re.IGNORECASE)
+#: "Shot 2: …", and the prompt compiler's "Shot 2 (4 s, wide, low angle): …" form.
+_SHOT = re.compile(r"\bshot\s*(\d+)\s*(?:\(([^()]*)\)\s*)?[:.\-–]\s*", re.IGNORECASE)
+_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s\b")
 
 
 def frame_size(tier: Tier, aspect_ratio: str, render_scale: float = 1.0) -> tuple[int, int]:
@@ -55,9 +58,15 @@ def split_shots(prompt: str, duration: float) -> tuple[tuple[float, float, str],
             for i, m in enumerate(marks)
         ]
     n = len(texts)
-    span = duration / n
+    # Shot lengths from "Shot N (4 s, …)" headers when every shot has one, else equal shares.
+    stated = [_SECONDS.match(m.group(2) or "") for m in marks]
+    weights = [float(x.group(1)) for x in stated if x] if marks and all(stated) else [1.0] * n
+    total = sum(weights) or float(n)
+    bounds = [0.0]
+    for weight in weights:
+        bounds.append(bounds[-1] + duration * weight / total)
     return tuple(
-        (round(i * span, 3), round((i + 1) * span, 3), f"Shot {i + 1}/{n}: {_clip_text(t, 70)}")
+        (round(bounds[i], 3), round(bounds[i + 1], 3), f"Shot {i + 1}/{n}: {_clip_text(t, 70)}")
         for i, t in enumerate(texts)
     )
 
@@ -65,6 +74,13 @@ def split_shots(prompt: str, duration: float) -> tuple[tuple[float, float, str],
 def _clip_text(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """An image the sandbox cannot show (e.g. a remote URL): drawn as a grey card with ``label``."""
+
+    label: str
 
 
 @dataclass(frozen=True)
@@ -81,8 +97,8 @@ class RenderJob:
     width: int
     height: int
     fps: int = 24
-    start_image: Path | None = None
-    end_image: Path | None = None
+    start_image: Path | Placeholder | None = None
+    end_image: Path | Placeholder | None = None
 
     @property
     def header(self) -> str:
@@ -139,7 +155,11 @@ def build_filtergraph(job: RenderJob, text_dir: Path) -> tuple[str, dict[str, st
         f"scale={w}:{h}:force_original_aspect_ratio=decrease,"
         f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,fps={fps},format=yuva420p"
     )
-    if job.start_image is not None:
+    if isinstance(job.start_image, Placeholder):
+        files["start.txt"] = job.start_image.label
+        graph += f";[{last}]{_card(job, text_dir / 'start.txt', 0.0)}[withstart]"
+        last = "withstart"
+    elif job.start_image is not None:
         index += 1
         fade_at = IMAGE_SECONDS * 0.8
         graph += (
@@ -147,7 +167,11 @@ def build_filtergraph(job: RenderJob, text_dir: Path) -> tuple[str, dict[str, st
             f"[{last}][start]overlay=eof_action=pass:format=auto[withstart]"
         )
         last = "withstart"
-    if job.end_image is not None:
+    if isinstance(job.end_image, Placeholder):
+        files["end.txt"] = job.end_image.label
+        graph += f";[{last}]{_card(job, text_dir / 'end.txt', d - IMAGE_SECONDS)}[withend]"
+        last = "withend"
+    elif job.end_image is not None:
         index += 1
         graph += (
             f";[{index}:v]{fit},fade=t=in:st=0:d=0.2:alpha=1,setpts=PTS+{d - IMAGE_SECONDS}/TB[end];"
@@ -164,11 +188,22 @@ def build_filtergraph(job: RenderJob, text_dir: Path) -> tuple[str, dict[str, st
     return graph, files
 
 
+def _card(job: RenderJob, label_file: Path, start: float) -> str:
+    """Filters drawing a grey card with a label for one second from ``start``."""
+    font = _safe(Path(FONT))
+    when = f"enable='between(t,{start},{start + IMAGE_SECONDS})'"
+    return (
+        f"drawbox=x=0:y=0:w=iw:h=ih:color=gray:t=fill:{when},"
+        f"drawtext=fontfile={font}:textfile={_safe(label_file)}:expansion=none:"
+        f"fontsize={max(job.height // 18, 8)}:fontcolor=white:x=(w-text_w)/2:y=(h-text_h)/2:{when}"
+    )
+
+
 def build_args(job: RenderJob, out: Path, graph_file: Path) -> list[str]:
     """ffmpeg arguments (without the binary) that render ``job`` into ``out``."""
     args: list[str] = []
     for image in (job.start_image, job.end_image):
-        if image is not None:
+        if isinstance(image, Path):
             args += ["-loop", "1", "-framerate", str(job.fps), "-t", str(IMAGE_SECONDS), "-i", str(image)]
     args += ["-filter_threads", "1", "-filter_complex_script", str(graph_file), "-map", "[v]"]
     if job.audio:

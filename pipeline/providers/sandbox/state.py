@@ -26,7 +26,11 @@ from pipeline.providers.sandbox.faults import FaultDice
 from pipeline.providers.sandbox.inputs import KlingInput
 from pipeline.providers.sandbox.ledger import Ledger
 from pipeline.providers.sandbox.limits import TokenBucket
-from pipeline.providers.sandbox.render import RenderJob, frame_size, render
+from pipeline.providers.sandbox.render import Placeholder, RenderJob, frame_size, render
+from pipeline.providers.sandbox.requestlog import RequestLog
+
+#: A start or end frame: a file, a labelled placeholder (an image the sandbox cannot fetch), none.
+Frame = Path | Placeholder | None
 
 
 @dataclass
@@ -83,9 +87,12 @@ class SandboxState:
         self.data_dir = data_dir
         self.uploads_dir = data_dir / "uploads"
         self.videos_dir = data_dir / "renders"
-        for folder in (self.uploads_dir, self.videos_dir):
+        #: Images that arrived inside a submit as data URIs, stored by content.
+        self.images_dir = data_dir / "images"
+        for folder in (self.uploads_dir, self.videos_dir, self.images_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(data_dir / "ledger.jsonl")
+        self.requests = RequestLog()
         self.latency = LatencyModel(scale=config.latency_scale)
         #: Current fault rates; replaced whole (never mutated) so readers on other threads see
         #: either the old or the new configuration.
@@ -123,7 +130,7 @@ class SandboxState:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def accept(self, model_id: str, inp: KlingInput, images: tuple[Path | None, Path | None]) -> Job:
+    def accept(self, model_id: str, inp: KlingInput, images: tuple[Frame, Frame]) -> Job:
         """Create, bill-record and schedule a request; its render starts right away."""
         now = time.monotonic()
         jitter = self.config.latency_jitter
@@ -166,7 +173,7 @@ class SandboxState:
         job.task = asyncio.get_running_loop().create_task(self._run(job, render_future))
         return job
 
-    def _render(self, job: Job, images: tuple[Path | None, Path | None]) -> Future[Path]:
+    def _render(self, job: Job, images: tuple[Frame, Frame]) -> Future[Path]:
         inp = job.inp
         width, height = frame_size(inp.tier, inp.aspect_ratio, self.config.render_scale)
         seed = inp.seed if inp.seed is not None else int(job.fingerprint, 16) % 2**31

@@ -486,3 +486,29 @@ def test_server_going_away_mid_upload(
     assert f"the local copy is kept at {master}" in str(caught.value)
     assert sha256_file(master) == before
     assert max(sends.values()) == 3  # a failing part was tried max_attempts times
+
+
+def test_partials_of_a_killed_archiver_are_removed_by_the_next_run(
+    make_run: Callable[..., Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    run_dir = make_run()
+    dest = tmp_path / "renders"
+    archive_run(run_dir, str(dest))
+    manifest = next(dest.rglob("manifest.json"))
+    # What a SIGKILL mid-write leaves (the writer's finally never ran): partials named after a
+    # process that no longer exists; and one of a live writer, which must be left alone.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = manifest.with_name(f".manifest.json.{int(dead.stdout)}.partial")
+    stale.write_text("{")
+    live = manifest.with_name(f".manifest.json.{os.getppid()}.partial")
+    live.write_text("{")
+
+    archive_run(run_dir, str(dest))
+
+    assert not stale.exists()
+    assert live.exists()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.media.run import ffmpeg
+from pipeline.media.stitch import stitch
+from pipeline.media.stitch_plan import ClipInput, StitchOptions
 from pipeline.media.subtitles import (
     Cue,
     DialogueLine,
@@ -92,3 +96,52 @@ def test_srt_round_trips(raw: list[tuple[int, int, str]]) -> None:
 def test_a_cue_cannot_end_before_it_starts() -> None:
     with pytest.raises(ValueError, match="before it starts"):
         Cue(start_s=2, end_s=1, text="x")
+
+
+HOSTILE = "Mara: <b>bold</b> --> {\\an8}top {Y:i} C:\\new 00:00:01,000 --> 00:00:02,000 a<3 {x}"
+
+
+def test_markup_is_neutralised_in_the_srt_and_reads_back_as_written() -> None:
+    cues = [Cue(start_s=0, end_s=1, text=HOSTILE), Cue(start_s=1, end_s=2, text="next")]
+    text = to_srt(cues)
+    # No tag, override block, escape or timing arrow survives for a reader to interpret...
+    body = text.split("\n")[2]
+    for token in ("<b>", "</b>", "-->", "{\\an8}", "{Y:", "\\n"):
+        assert token not in body, token
+    # ...nothing visible changed, and both cues still parse, each with its own text.
+    assert body.replace("\u200b", "") == HOSTILE
+    assert parse_srt(text) == cues
+
+
+@given(st.text(alphabet="ab<>/{}\\-:nNhY 0123456789,", min_size=1, max_size=30).filter(str.strip))
+def test_any_markup_round_trips(line: str) -> None:
+    cues = [Cue(start_s=0, end_s=1, text=line.strip()), Cue(start_s=2, end_s=3, text="x")]
+    assert parse_srt(to_srt(cues)) == cues
+
+
+@pytest.mark.slow
+def test_the_embedded_track_shows_the_line_as_written(tmp_path: Path) -> None:
+    """Through ffmpeg's SRT reader and mov_text writer and back (libavcodec/htmlsubtitles.c drops
+    ``<b>``-style tags and ``{\\...}`` blocks it recognises): the text arrives as written."""
+    clip = tmp_path / "clip.mp4"
+    ffmpeg(
+        [
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=64x36:r=12:d=2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(clip),
+        ],
+        what="test clip",
+    )
+    result = stitch([ClipInput(path=str(clip), scripted_s=2)], tmp_path / "m.mp4", StitchOptions(loudness_lufs=None),
+                    subtitles=[Cue(start_s=0, end_s=1.5, text=HOSTILE)])  # fmt: skip
+    out = tmp_path / "track.srt"
+    ffmpeg(["-y", "-i", result.path, "-map", "0:s:0", "-c:s", "srt", str(out)], what="extract subtitles")
+    (cue,) = parse_srt(out.read_text(encoding="utf-8"))
+    assert cue.text.replace("\u200b", "") == HOSTILE

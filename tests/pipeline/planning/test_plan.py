@@ -129,3 +129,15 @@ def test_draft_tier_none_plans_finals_only(tmp_path: Path) -> None:
     )
     plan = build_plan(parse_script(text.encode(), file="s.yaml", base_dir=tmp_path).script)
     assert [(r.pass_, r.tier, r.cost) for r in plan.requests] == [("final", Tier.K4, Decimal("2.10"))]
+
+
+def test_plan_shows_each_masters_length(repo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # script-format.md: a crossfaded master lasts Σ shots − (segments − 1) × crossfade_seconds.
+    data = plan_json(repo_root / "configs/long-form-story.yaml", capsys)
+    (story,) = data["narratives"]
+    assert story["seconds"] == 104 and len(story["segments"]) == 9
+    assert story["master_seconds"] == 104 - 8 * 0.5
+    assert main(["plan", str(repo_root / "configs/long-form-story.yaml")]) == 0
+    assert "master   atlantic: 100 s (104 s of shots, 8 crossfades of 0.5 s)" in capsys.readouterr().out
+    cut = plan_json(repo_root / "configs/bulk-ab.yaml", capsys)  # transition: cut keeps every second
+    assert all(n["master_seconds"] == n["seconds"] for n in cut["narratives"])

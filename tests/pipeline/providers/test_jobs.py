@@ -7,10 +7,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+
+from pipeline.errors import GenerationTimeout
 from pipeline.media.probe import probe
 from pipeline.providers.jobs import JobOutcome, JobReport, run_job
+from pipeline.providers.latency import LatencyModel
+from pipeline.providers.polling import MAX_UNREADABLE_ANSWERS, PollPolicy
+from pipeline.providers.runcomfy import RunComfyProvider
 from pipeline.providers.sandbox.config import FaultConfig, SandboxConfig
 from pipeline.providers.sandbox.server import run_sandbox
+from pipeline.providers.settings import ProviderSettings
 
 JOBS = 50
 CONCURRENCY = 10
@@ -64,3 +72,54 @@ def test_fifty_jobs_at_twenty_percent_faults(
     # Every .mp4 on disk is a completed job's verified clip; no partial files anywhere.
     on_disk = sorted(p.name for p in tmp_path.iterdir())
     assert on_disk == sorted(r.clip.path.name for r in reports if r.clip is not None)
+
+
+# --- answers that cannot be read end the job like a timeout, still followed ---------------------
+
+
+def _mock_provider(handler: Any) -> RunComfyProvider:
+    settings = ProviderSettings(token="t", token_file=Path("/nonexistent"), max_attempts=2)
+    return RunComfyProvider(settings, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        httpx.Response(200, text="<html>oops</html>"),
+        httpx.Response(200, json={"error_code": 500001, "error_message": "internal"}),
+    ],
+)
+def test_unreadable_answers_end_the_job_as_timed_out_not_failed(
+    garbage: httpx.Response, make_spec: Any, tmp_path: Path
+) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.method == "POST":
+            return httpx.Response(200, json={"request_id": "req-9"})
+        return garbage
+
+    policy = PollPolicy(latency=LatencyModel(scale=0.0001))
+    report = asyncio.run(run_job(_mock_provider(handler), make_spec(), tmp_path / "x.mp4", policy=policy))
+    assert report.outcome is JobOutcome.TIMED_OUT
+    assert report.submission is not None and report.submission.request_id == "req-9"  # still followed
+    assert isinstance(report.error, GenerationTimeout)
+    assert "could not be read" in str(report.error) and "stays submitted" in str(report.error)
+    looks = [p for p in seen if p.startswith("/v1/requests/")]
+    assert len(looks) == 2 * MAX_UNREADABLE_ANSWERS  # 2 attempts per look, a handful of looks
+
+
+def test_an_unreadable_final_result_ends_like_a_timeout(make_spec: Any, tmp_path: Path) -> None:
+    results = iter([httpx.Response(200, json={"request_id": "r", "status": "in_queue"})])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json={"request_id": "r"})
+        if request.url.path.endswith("/status"):
+            return httpx.Response(200, json={"request_id": "r", "status": "completed"})
+        return next(results, httpx.Response(200, text="garbage"))
+
+    policy = PollPolicy(latency=LatencyModel(scale=0.0001))
+    report = asyncio.run(run_job(_mock_provider(handler), make_spec(), tmp_path / "x.mp4", policy=policy))
+    assert report.outcome is JobOutcome.TIMED_OUT and report.request_id == "r"

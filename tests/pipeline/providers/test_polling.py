@@ -20,7 +20,8 @@ from pipeline.providers.base import (
     Submission,
 )
 from pipeline.providers.latency import LatencyModel
-from pipeline.providers.polling import PollPolicy, first_pause, wait_for_completion
+from pipeline.providers.polling import MAX_UNREADABLE_ANSWERS, PollPolicy, first_pause, wait_for_completion
+from pipeline.providers.wire import UnreadableAnswer
 
 SPEC = GenerationSpec(tier=Tier.STANDARD, prompt="p", duration=5)
 SUB = Submission(request_id="r", model_id=SPEC.model_id)
@@ -151,3 +152,100 @@ def test_scale_shrinks_every_interval() -> None:
     timeline = Timeline(start=0.05, done=0.7)
     asyncio.run(wait_for_completion(timeline, SUB, SPEC, fast, clock=timeline.clock, sleep=timeline.sleep))
     assert timeline.now < 2.0
+
+
+# --- unreadable answers end the wait after a few in a row -------------------------------------
+
+
+@dataclass
+class Garbled(Timeline):
+    """Answers unreadably on the calls listed (1-based), or on every call from ``garbled_from``."""
+
+    garbled: set[int] = field(default_factory=set)
+    garbled_from: int | None = None
+
+    async def status(self, request_id: str) -> StatusInfo:
+        n = len(self.calls) + 1
+        if n in self.garbled or (self.garbled_from is not None and n >= self.garbled_from):
+            self.calls.append(self.now)
+            raise UnreadableAnswer("status r: HTTP 200 error 500001: internal", status_code=200)
+        return await super().status(request_id)
+
+
+def test_unreadable_answers_in_a_row_end_the_wait_like_a_timeout() -> None:
+    timeline = Garbled(start=1.0, done=10_000.0, garbled_from=2)
+    with pytest.raises(GenerationTimeout) as info:
+        wait(timeline)
+    text = str(info.value)
+    assert f"{MAX_UNREADABLE_ANSWERS} answers in a row could not be read" in text
+    assert "500001" in text and "may still be running and billed" in text and "stays submitted" in text
+    assert info.value.request_id == "r"
+    assert len(timeline.calls) == 1 + MAX_UNREADABLE_ANSWERS  # not an hour of looking
+    assert timeline.now < 600.0
+
+
+def test_a_readable_answer_resets_the_count() -> None:
+    # Four garbled, one good, four garbled, … never five in a row: the wait goes on to the end.
+    garbled = {n for n in range(1, 40) if n % 5 != 0}
+    timeline = Garbled(start=1.0, done=400.0, garbled=garbled)
+    calls, _ = wait(timeline)
+    assert calls >= 10
+
+
+def test_transient_errors_do_not_count_as_unreadable() -> None:
+    timeline = Timeline(start=1.0, done=400.0, errors_at_call=set(range(1, 12)))
+    calls, _ = wait(timeline)
+    assert calls > MAX_UNREADABLE_ANSWERS
+
+
+# --- polling through the result ---------------------------------------------------------------
+
+
+@dataclass
+class ResultTimeline(Timeline):
+    """A provider that also answers polls through its result (``poll_result``)."""
+
+    looks: list[str] = field(default_factory=list)
+
+    async def status(self, request_id: str) -> StatusInfo:
+        self.looks.append("status")
+        return await super().status(request_id)
+
+    async def poll_result(self, request_id: str) -> ResultInfo:
+        self.looks.append("result")
+        self.calls.append(self.now)
+        if self.now < self.start:
+            return ResultInfo(request_id, JobState.QUEUED, "in_queue")
+        if self.now < self.done:
+            return ResultInfo(request_id, JobState.RUNNING, "in_progress")
+        return ResultInfo(
+            request_id, self.final, self.final.value, video_urls=("https://cdn.runcomfy.net/v.mp4",)
+        )
+
+
+def test_polls_read_the_result_and_keep_the_terminal_answer() -> None:
+    timeline = ResultTimeline(start=1.0, done=150.0)
+    outcome = asyncio.run(
+        wait_for_completion(timeline, SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep)
+    )
+    assert set(timeline.looks) == {"result"}
+    assert outcome.result is not None and outcome.result.video_url == "https://cdn.runcomfy.net/v.mp4"
+    assert outcome.status_calls == len(timeline.looks)
+
+
+def test_after_a_queued_answer_the_status_gives_the_queue_position() -> None:
+    timeline = ResultTimeline(start=120.0, done=190.0)
+    asyncio.run(
+        wait_for_completion(timeline, SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep)
+    )
+    assert timeline.looks[:2] == ["result", "status"]
+
+
+def test_result_polling_can_be_turned_off() -> None:
+    timeline = ResultTimeline(start=1.0, done=150.0)
+    outcome = asyncio.run(
+        wait_for_completion(
+            timeline, SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep, via_result=False
+        )
+    )
+    assert set(timeline.looks) == {"status"} and outcome.result is None

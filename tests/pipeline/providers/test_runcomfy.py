@@ -32,6 +32,7 @@ from pipeline.providers.runcomfy import (
     translate_httpx_error,
 )
 from pipeline.providers.settings import ProviderSettings
+from pipeline.providers.wire import UnreadableAnswer
 
 BASE = "https://model-api.runcomfy.net/v1"
 TOKEN = "sk-test-secret-123"
@@ -304,3 +305,138 @@ def test_no_token_sends_no_header() -> None:
     handler, seen = scripted(httpx.Response(200, json={"request_id": "r", "status": "completed"}))
     asyncio.run(adapter(handler, token=None).status("r"))
     assert "authorization" not in seen[0].headers
+
+
+# --- preflight: model info, price and schema before any money -----------------------------------
+
+I2V_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string"},
+        "duration": {"type": "integer", "minimum": 3, "maximum": 15},
+        "cfg_scale": {"type": "number"},
+        "generate_audio": {"type": "boolean"},
+        "seed": {"type": "integer", "minimum": 0},
+        "start_image_url": {"type": "string"},
+    },
+    "required": ["prompt", "start_image_url"],
+    "additionalProperties": False,
+}
+
+
+def info_answer(model_id: str, price: float = 0.084, **kw: Any) -> httpx.Response:
+    return httpx.Response(
+        200, json={"model_id": model_id, "base_price_usd": price, "price_unit": "second", **kw}
+    )
+
+
+def test_preflight_reads_each_model_once_and_submits_nothing() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        model = request.url.path.removeprefix("/v1/models/")
+        return info_answer(model, 0.112 if "/pro/" in model else 0.084)
+
+    specs = [spec(seed=i) for i in range(3)] + [spec(tier=Tier.PRO), spec(tier=Tier.PRO, seed=9)]
+    provider = adapter(handler)
+
+    async def go() -> None:
+        await provider.preflight(specs)
+        await provider.preflight(specs)  # a second run on the same adapter: cached
+
+    asyncio.run(go())
+    assert [(r.method, r.url.path) for r in seen] == [
+        ("GET", "/v1/models/kling/kling-3.0/standard/text-to-video"),
+        ("GET", "/v1/models/kling/kling-3.0/pro/text-to-video"),
+    ]
+
+
+def test_preflight_refuses_every_schema_problem_before_any_submit() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return info_answer("kling/kling-3.0/standard/image-to-video", input_schema=I2V_SCHEMA)
+
+    bad = spec(start_image_url="data:image/png;base64,", end_image_url="data:image/png;base64,", seed=-1)
+    with pytest.raises(BadRequest) as info:
+        asyncio.run(adapter(handler).preflight([bad]))
+    text = str(info.value)
+    assert "end_image_url: not a field of this model" in text
+    assert "seed: -1 is below the minimum 0" in text
+    assert "aspect_ratio" not in text  # left out for image-to-video: the image gives the shape
+    assert all(r.method == "GET" for r in seen)
+
+
+def test_submit_sends_the_body_the_preflight_checked() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.method == "GET":
+            return info_answer("kling/kling-3.0/standard/image-to-video", input_schema=I2V_SCHEMA)
+        return httpx.Response(200, json=SUBMITTED)
+
+    s = spec(start_image_url="https://img/a.png")
+    provider = adapter(handler)
+
+    async def go() -> None:
+        await provider.preflight([s])
+        await provider.submit(s)
+
+    asyncio.run(go())
+    body = json.loads(seen[-1].content)
+    assert "aspect_ratio" not in body and body["start_image_url"] == "https://img/a.png"
+    # Text-to-video keeps it; without a known schema, image-to-video keeps it too.
+    assert "aspect_ratio" in build_request_body(spec(), settings(), I2V_SCHEMA)
+    assert "aspect_ratio" in build_request_body(s, settings())
+
+
+def test_preflight_price_mismatch_is_a_config_error() -> None:
+    handler, _ = scripted(info_answer("kling/kling-3.0/standard/text-to-video", 0.1))
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(adapter(handler).preflight([spec()]))
+    assert info.value.exit_code == 78
+    assert "$0.1/second" in str(info.value) and "$0.084/second" in str(info.value)
+
+
+def test_preflight_without_a_schema_checks_the_price_only() -> None:
+    handler, _ = scripted(info_answer("kling/kling-3.0/standard/text-to-video"))
+    asyncio.run(adapter(handler).preflight([spec(negative_prompt="anything")]))
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (httpx.Response(401, json={"error_code": 401001, "error_message": "bad token"}), AuthError),
+        (httpx.Response(404, json={"error_code": 404001, "error_message": "no model"}), BadRequest),
+        (httpx.Response(200, text="not json"), UnreadableAnswer),
+        (info_answer("kling/kling-3.0/pro/text-to-video"), UnreadableAnswer),  # another model
+    ],
+)
+def test_preflight_model_info_errors_follow_the_error_tree(
+    answer: httpx.Response, kind: type[Exception]
+) -> None:
+    handler, _ = scripted(answer)
+    with pytest.raises(kind):
+        asyncio.run(adapter(handler).preflight([spec()]))
+
+
+# --- unreadable answers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text="<html>bad gateway</html>"),
+        httpx.Response(200, json=["not", "an", "object"]),
+        httpx.Response(200, json={"request_id": "r"}),  # no status
+        httpx.Response(200, json={"error_code": 500001, "error_message": "internal"}),
+    ],
+)
+def test_unreadable_status_answers_are_retried_then_named(answer: httpx.Response) -> None:
+    handler, seen = scripted(answer)
+    with pytest.raises(UnreadableAnswer):
+        asyncio.run(adapter(handler, max_attempts=3).status("r"))
+    assert len(seen) == 3

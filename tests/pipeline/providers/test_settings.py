@@ -72,3 +72,53 @@ def test_token_hidden_in_repr_and_errors(tmp_path: Path) -> None:
         load_settings(token="sk-hidden", max_attempts="many")
     assert "max_attempts" in str(info.value)
     assert "sk-hidden" not in str(info.value) and info.value.__cause__ is None
+
+
+def _cli_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """HOME in tmp with a CLI login in ~/.config/runcomfy/token.json; no other variable set."""
+    for name in ("RUNCOMFY_TOKEN", "RUNCOMFY_CONFIG_DIR", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    directory = tmp_path / "home/.config/runcomfy"
+    directory.mkdir(parents=True)
+    path = directory / "token.json"
+    path.write_text(json.dumps({"access_token": "cli-login"}))
+    path.chmod(0o600)
+    return path
+
+
+def test_an_explicit_token_file_is_the_only_one_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _cli_home(monkeypatch, tmp_path)
+    # Set but absent: no token, even though the CLI's login exists (tests and CI rely on this).
+    monkeypatch.setenv("KLINGFLOW_PROVIDER_TOKEN_FILE", str(tmp_path / "absent.json"))
+    assert load_settings().token is None
+    monkeypatch.setenv("KLINGFLOW_PROVIDER_TOKEN_FILE", str(_token_file(tmp_path, "explicit")))
+    assert load_settings().token.get_secret_value() == "explicit"  # type: ignore[union-attr]
+
+
+def test_unset_or_blank_token_file_means_the_clis_locations(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _cli_home(monkeypatch, tmp_path)
+    monkeypatch.delenv("KLINGFLOW_PROVIDER_TOKEN_FILE", raising=False)
+    assert load_settings().token.get_secret_value() == "cli-login"  # type: ignore[union-attr]
+    monkeypatch.setenv("KLINGFLOW_PROVIDER_TOKEN_FILE", " ")
+    assert load_settings().token.get_secret_value() == "cli-login"  # type: ignore[union-attr]
+
+
+def test_an_empty_config_dir_falls_through_to_the_next_location(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # First existing file wins (the CLI itself reads only $RUNCOMFY_CONFIG_DIR when it is set).
+    _cli_home(monkeypatch, tmp_path)
+    monkeypatch.delenv("KLINGFLOW_PROVIDER_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("RUNCOMFY_CONFIG_DIR", str(tmp_path / "empty"))
+    assert load_settings().token.get_secret_value() == "cli-login"  # type: ignore[union-attr]
+
+
+def test_a_token_file_without_a_token_names_the_expected_key(tmp_path: Path) -> None:
+    path = tmp_path / "token.json"
+    path.write_text(json.dumps({"refresh_token": "r"}))
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match="access_token"):
+        load_settings(token_file=path)

@@ -81,7 +81,11 @@ def test_success_is_no_error() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "kind", "code"),
     [
-        (200, {"error_code": 500001, "error_message": "internal"}, UpstreamError, 500001),
+        # An HTTP 200 with a server-side error_code is an error (MCP runcomfy_client.py), and an
+        # unreadable one: the poller counts those and stops after a few in a row.
+        (200, {"error_code": 500001, "error_message": "internal"}, wire.UnreadableAnswer, 500001),
+        (200, {"error_code": 1, "error_message": "odd"}, wire.UnreadableAnswer, 1),
+        (200, {"error_code": 429001, "error_message": "slow down"}, RateLimited, 429001),
         (200, {"error_code": 404001, "error_message": "not found"}, BadRequest, 404001),
         (200, {"error_code": 400002, "error_message": "insufficient balance"}, NoBalance, 400002),
         (400, {"error_code": 400002, "error_message": "insufficient balance"}, NoBalance, 400002),

@@ -377,3 +377,48 @@ def test_ledger_endpoint_matches_the_file(sandbox: SandboxHandle) -> None:
     body = httpx.get(f"{sandbox.base_url}/sandbox/ledger").json()
     assert [e["request_id"] for e in body["entries"]] == [e.request_id for e in sandbox.ledger()]
     assert Path(body["file"]).is_file()
+
+
+# --- the lenient sandbox's images, model info and request log ---------------------------------
+
+
+def test_lenient_sandbox_takes_uploads_and_data_uris_and_logs_them(
+    faulty: Any, png: Any, tmp_path: Path
+) -> None:
+    import base64
+    import hashlib
+
+    handle = faulty()
+    image = png(tmp_path / "g.png", "green", "64x36").read_bytes()
+    uploaded = httpx.post(f"{handle.base_url}/sandbox/uploads", content=image).json()["url"]
+    path = "/models/kling/kling-3.0/pro/image-to-video"
+    inline = f"data:image/png;base64,{base64.b64encode(image).decode()}"
+    by_upload = post(handle, path, {"prompt": "a", "image_url": uploaded, "aspect_ratio": "1:1", "extra": 1})
+    by_data = post(handle, path, {"prompt": "b", "start_image_url": inline})
+    refused = post(handle, path, {"prompt": "c", "start_image_url": "https://elsewhere.example/a.png"})
+    assert (by_upload.status_code, by_data.status_code, refused.status_code) == (200, 200, 422)
+    log = httpx.get(f"{handle.base_url}/sandbox/requests").json()["requests"]
+    assert [(e["refused"], e["status"]) for e in log] == [(False, 200), (False, 200), (True, 422)]
+    assert log[0]["images"]["image_url"]["kind"] == "upload" and log[0]["fields"] == [
+        "aspect_ratio",
+        "extra",
+        "image_url",
+        "prompt",
+    ]
+    assert log[1]["images"]["start_image_url"]["sha256"] == hashlib.sha256(image).hexdigest()
+    assert log[1]["request_id"] == by_data.json()["request_id"]
+    assert log[2]["images"]["start_image_url"]["kind"] == "https" and log[2]["request_id"] is None
+    # The job keeps a digest of a data URI's picture, not the (megabytes of) URI itself.
+    job = handle.app.state.jobs[log[1]["request_id"]]
+    assert job.inp.start_image_url == f"data:image/png;sha256,{hashlib.sha256(image).hexdigest()}"
+
+
+def test_lenient_model_info_keeps_the_official_shape(sandbox: SandboxHandle) -> None:
+    info = httpx.get(f"{sandbox.base_url}/models/kling/kling-3.0/standard/image-to-video").json()
+    assert {"model_id", "display_name", "categories", "base_price_usd", "price_unit", "input_schema"} <= set(
+        info
+    )
+    assert info["input_schema"]["additionalProperties"] is True  # extra fields are ignored here
+    assert "aspect_ratio" in info["input_schema"]["properties"]
+    listing = httpx.get(f"{sandbox.base_url}/models").json()
+    assert listing["total"] == 6
