@@ -5,6 +5,7 @@ ffmpeg-python only *builds* commands (``.compile()``); this module is the one pl
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -59,3 +60,10 @@ def ffmpeg(args: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, what: str
     """Run ``ffmpeg -hide_banner -nostdin <args>`` and return its stderr (filters report there)."""
     proc = run_media_command(["ffmpeg", "-hide_banner", "-nostdin", *args], timeout=timeout, what=what)
     return proc.stderr
+
+
+@functools.cache
+def ffmpeg_version() -> str:
+    """The first line of ``ffmpeg -version`` (what a cached verdict about ffmpeg depends on)."""
+    proc = run_media_command(["ffmpeg", "-version"], timeout=30, what="ffmpeg -version")
+    return proc.stdout.splitlines()[0] if proc.stdout else ""

@@ -19,6 +19,8 @@ is checked once (variants that share a configuration share its rehearsal), in tw
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import math
 import os
 import re
@@ -328,8 +330,34 @@ def remove_stale_rehearsals(temp_dir: str | Path | None = None) -> None:
             continue  # alive, under another user
 
 
+def rehearsal_key(script: Script, jobs: list[_Job]) -> str:
+    """What a rehearsal's verdict depends on: the master configurations with their shortened
+    plans, the script's ``output`` and subtitles, klingflow's and ffmpeg's versions."""
+    from pipeline.media.run import ffmpeg_version
+
+    parts = [
+        _klingflow_version(),
+        ffmpeg_version(),
+        script.output.model_dump_json(),
+        str(script.subtitles),
+        *sorted(repr((job.config, job.short)) for job in jobs),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _klingflow_version() -> str:
+    try:
+        return importlib.metadata.version("klingflow")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree only
+        return "0"
+
+
 def rehearse_masters(
-    script: Script, plan: RenderPlan, *, document: YamlDocument | None = None
+    script: Script,
+    plan: RenderPlan,
+    *,
+    document: YamlDocument | None = None,
+    cache_dir: Path | None = None,
 ) -> list[Rehearsal]:
     """Raise ScriptError (65) when a master of ``plan`` cannot be stitched with ``script``'s settings.
 
@@ -338,6 +366,9 @@ def rehearse_masters(
     (``output.transition``, ``output.crossfade_seconds``), the settings and the reason (ffmpeg's
     own words when it failed). ``document`` locates the field's line in the script file. Returns
     what was rehearsed.
+
+    With ``cache_dir``, a configuration set that passed once (same settings, same klingflow and
+    ffmpeg) is not stitched again: a resumed or rerun run starts without the rehearsal's cost.
     """
     remove_stale_rehearsals()
     by_id = {n.id: n for n in script.narratives}
@@ -360,6 +391,9 @@ def rehearse_masters(
             refuse(config, exc)
             continue
         jobs.append(_Job(config, requests, shortened(n_plan, script)))
+    passed = cache_dir / rehearsal_key(script, jobs) if cache_dir is not None and not problems else None
+    if passed is not None and passed.is_file():
+        return []
     done: list[Rehearsal] = []
     with (
         tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp,
@@ -389,4 +423,7 @@ def rehearse_masters(
                 refuse(job.config, exc)
     if problems:
         raise ScriptError(problems)
+    if passed is not None:
+        passed.parent.mkdir(parents=True, exist_ok=True)
+        passed.write_text(datetime.now(UTC).isoformat() + "\n")
     return done

@@ -6,7 +6,9 @@ Prefect flow in ``flows/render.py`` supplies the job wrapper, the limits and the
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.archive.archiver import ArchiveReport, archive_run
-from pipeline.errors import ArchiveError, InputError
+from pipeline.errors import ArchiveError, DiskFull, InputError
 from pipeline.media.report import MasterEntry, PlanRow, ReportInput, write_report
 from pipeline.planning.plan import Pass, PlannedRequest, RenderPlan, RequestBuilder
 from pipeline.pricing import to_cents
@@ -106,22 +108,32 @@ class RenderRun:
         checks of every planned request (schema, price) and a rehearsal of the masters."""
         # Images are placeholders here: what is checked is which fields a request carries.
         placeholder = "data:image/png;base64,"
+        # Every request that may be bought: the plan's, and the finals of any variant a choice
+        # at run time may promote (select: auto/manual).
+        candidates = [*self.plan.requests, *self.final_requests(list(self.plan.variants))]
         specs = [
             r.spec(
                 start_image_url=placeholder if (r.chained or r.start_image) else None,
                 end_image_url=placeholder if r.end_image else None,
             )
-            for r in self.plan.requests
+            for r in candidates
         ]
         await self.engine.provider.preflight(specs)
-        await asyncio.to_thread(rehearse_masters, self.loaded.script, self.plan)
+        await asyncio.to_thread(
+            rehearse_masters,
+            self.loaded.script,
+            self.plan,
+            document=self.loaded.document,
+            # Beside the runs: a verdict that holds for any run of the same settings.
+            cache_dir=self.layout.root.parent / ".rehearsals",
+        )
 
     async def execute(self) -> RunResult:
         """Run every stage; failures of single jobs or masters are reported, not raised."""
         started = datetime.now(UTC)
         await self.check_before_spending()
         result = RunResult(self.run_id, self.plan.script, self.layout)
-        self.engine.store.set_run_status(self.run_id, "running")
+        await asyncio.to_thread(self.engine.store.set_run_status, self.run_id, "running")
         self.write_run_info()
         drafts = self.plan.requests_for("draft")
         if drafts:
@@ -139,7 +151,7 @@ class RenderRun:
             result.jobs += jobs
             self._stage("final masters")
             result.finals = await self.masters(jobs, "final", started)
-        result.spend = self.engine.store.spend(self.run_id)
+        result.spend = await asyncio.to_thread(self.engine.store.spend, self.run_id)
         if any(m.delivered for m in result.masters):
             self._stage("archive")
             try:
@@ -150,7 +162,9 @@ class RenderRun:
                 result.archive_error = str(exc)
         self._stage("report")
         result.report = await asyncio.to_thread(self.write_report, result)
-        self.engine.store.set_run_status(self.run_id, "delivered" if result.delivered else "incomplete")
+        await asyncio.to_thread(
+            self.engine.store.set_run_status, self.run_id, "delivered" if result.delivered else "incomplete"
+        )
         return result
 
     async def masters(self, jobs: Sequence[JobResult], pass_: Pass, started: datetime) -> list[MasterOutcome]:
@@ -186,7 +200,16 @@ class RenderRun:
                     started_at=started,
                 )
             )
-        return list(await asyncio.gather(*work))
+        outcomes = list(await asyncio.gather(*work))
+        for m in outcomes:
+            # ffmpeg reports a full disk only in its stderr: the C library's text for ENOSPC,
+            # which os.strerror gives in the same locale. A full disk stops the run (exit 73).
+            if m.error and os.strerror(errno.ENOSPC) in m.error:
+                raise DiskFull(
+                    f"no space left on the device under {m.directory} (making the {m.pass_} master "
+                    f"of {m.narrative}/{m.variant})"
+                )
+        return outcomes
 
     def plan_summary(self, requests: Sequence[PlannedRequest]) -> dict[str, Any]:
         """The part of the plan a master's manifest records: budget, finals, its requests."""

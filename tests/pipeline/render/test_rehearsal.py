@@ -109,3 +109,20 @@ def test_a_master_ffmpeg_cannot_make_refuses_the_run_before_any_submit(
     assert "wrote 0 audio samples" in str(caught.value)
     assert sandbox.ledger() == []  # nothing was submitted, let alone bought
     assert not _leftovers()
+
+
+CROSSFADE = TOO_LONG_FADE.replace("crossfade_seconds: 2.0", "crossfade_seconds: SECONDS")
+
+
+def test_a_passed_rehearsal_is_not_stitched_again_until_a_setting_changes(tmp_path: Path) -> None:
+    cache = tmp_path / "rehearsals"
+
+    def rehearse(seconds: str) -> int:
+        loaded = parse_script(CROSSFADE.replace("SECONDS", seconds).encode(), file="f.yaml", base_dir=tmp_path)
+        return len(rehearse_masters(loaded.script, build_plan(loaded.script), cache_dir=cache))
+
+    assert rehearse("0.5") > 0  # stitched once, the verdict kept
+    assert len(list(cache.iterdir())) == 1
+    assert rehearse("0.5") == 0  # same settings: nothing stitched
+    assert rehearse("1.0") > 0  # another crossfade: rehearsed again
+    assert len(list(cache.iterdir())) == 2
