@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
 from pathlib import Path
@@ -30,9 +32,10 @@ from prefect.runtime import flow_run
 
 from flows.limits import PrefectLimits, ensure_limits, run_lock, server_configured
 from flows.operations import run_tag
-from pipeline.errors import InputError
+from pipeline.errors import DiskFull, InputError
 from pipeline.planning.plan import PlannedRequest, RenderPlan, build_plan
 from pipeline.pricing import to_cents
+from pipeline.processes import reclaim_stop_signals
 from pipeline.providers.selection import choose_provider
 from pipeline.providers.settings import load_settings
 from pipeline.render import progress
@@ -41,6 +44,7 @@ from pipeline.render.layout import default_run_id
 from pipeline.render.limits import Limits, LocalLimits
 from pipeline.render.masters import MasterOutcome
 from pipeline.render.run import RunResult
+from pipeline.render.runlock import SubmitGate
 from pipeline.render.session import open_run, resolve_run_id
 from pipeline.render.settings import RunSettings, load_run_settings
 from pipeline.script.loader import LoadedScript, load_script
@@ -177,6 +181,9 @@ async def render(
     resubmit_unknown: bool = False,
 ) -> dict[str, Any]:
     """Render ``script`` end to end; return a summary (masters, spend, what was not delivered)."""
+    # Prefect has just put its own SIGTERM handler in place of the command line's: take it back,
+    # so that SIGTERM stops the run as Ctrl-C does (a no-op when nobody registered one).
+    reclaim_stop_signals()
     loaded = load_script(script)
     plan = build_plan(loaded.script)
     run = resolve_run_id(loaded, run_id or await _scheduled_run_id(loaded))
@@ -190,9 +197,53 @@ async def render(
     # workers. Prefect's ephemeral mode has no one to share them with, and a lease orphaned by a
     # killed run would stall its resumption, so there the local limits do the job alone.
     shared = settings.global_limits if settings.global_limits is not None else server_configured()
-    limits = PrefectLimits(local, *await ensure_limits(provider_name, settings)) if shared else local
-    async with run_lock(run) if shared else contextlib.nullcontext():
-        return await _render(loaded, plan, run, settings, provider, limits, approve, resubmit_unknown)
+    limits = SubmitGate(
+        PrefectLimits(local, *await ensure_limits(provider_name, settings)) if shared else local
+    )
+    try:
+        async with run_lock(run) if shared else contextlib.nullcontext():
+            return await _render(loaded, plan, run, settings, provider, limits, approve, resubmit_unknown)
+    except Exception as exc:
+        full = _disk_full(exc, settings.runs_dir / run)
+        if full is None:
+            raise
+        raise full from exc
+
+
+#: errno values that mean the device (or the user's quota) has no room for what is written.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _disk_full(exc: BaseException, run_dir: Path) -> DiskFull | None:
+    """A full disk met anywhere in the run (ffmpeg's pieces, a download, the job store), as
+    DiskFull naming the directory; None for any other error.
+
+    Writers deeper down translate it where they can; this is the boundary that catches the
+    rest, so that a full disk always ends in exit 73 and says where.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, DiskFull):
+            return current
+        if isinstance(current, OSError) and current.errno in _NO_SPACE:
+            where = Path(str(current.filename)).parent if current.filename else run_dir
+            return DiskFull(f"no space left on the device under {where} ({current.strerror or current})")
+        # SQLite says "database or disk is full" (SQLITE_FULL) through SQLAlchemy's wrapper.
+        if (
+            isinstance(current, sqlite3.Error)
+            and getattr(current, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        ):
+            return DiskFull(f"no space left on the device under {run_dir} (the job store: {current})")
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        orig = getattr(current, "orig", None)
+        todo.extend(e for e in (current.__cause__, current.__context__, orig) if isinstance(e, BaseException))
+    return None
 
 
 async def _render(
@@ -239,4 +290,10 @@ async def _render(
     await asyncio.gather(*updates)
     await aupdate_progress_artifact(bar, 100.0, description=f"run {run}: finished")
     await _publish_result(result, plan)
-    return progress.summary(result)
+    summary = progress.summary(result)
+    # Every file the archive refused, with why: "archived to: …" alone hid them.
+    summary["archive_refused"] = [
+        {"path": str(f.path), "error": str(f.error) if f.error else f.outcome.value}
+        for f in (result.archive.refused if result.archive else [])
+    ]
+    return summary

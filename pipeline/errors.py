@@ -24,10 +24,11 @@ happen, with ``raise ... from exc``, so callers only ever see these::
     │   ├── GenerationCancelled          1  the request was cancelled
     │   └── GenerationTimeout           75  still unfinished when our wait cap ran out (still billing)
     ├── MediaError                      74  ffmpeg / ffprobe failed (carries its stderr tail)
-    ├── ArchiveError                    74  the archive could not store or verify an object
-    │   ├── ArchiveAuthError            77  wrong credentials / access denied
-    │   ├── ArchiveUnavailable          69  missing bucket, server unreachable
-    │   ├── ArchiveConflict             73  a different object already sits under that key
+    ├── StorageError                    74  a store (S3, a directory) could not store, read or verify an object
+    │   ├── StorageAuthError            77  wrong credentials / access denied
+    │   ├── StorageUnavailable          69  missing bucket, server unreachable
+    │   ├── StorageConflict             73  a different object already sits under that key
+    │   ├── StorageNotFound             74  no object under a key where one was needed
     │   └── DiskFull                    73  no space left where a file must be written
     ├── StackError                      69  a local service (PostgreSQL, …) failed (carries its log tail)
     ├── RunBusy                         75  another process is rendering this run id right now
@@ -36,7 +37,10 @@ happen, with ``raise ... from exc``, so callers only ever see these::
     └── RunIncomplete                    1  a run ended with some masters not delivered
 
 Exit codes follow sysexits (as the RunComfy CLI does); 1, 3 and 4 are ours; 64 is a usage
-error and 130 an interruption (Ctrl-C). The README lists them all.
+error and 130 a run stopped on purpose (Ctrl-C, SIGTERM, ``klingflow cancel``: all the same
+stop). What is not in this tree reaching the command line is a bug: 70. The README lists them all.
+``ArchiveError``, ``ArchiveAuthError``, ``ArchiveUnavailable`` and ``ArchiveConflict`` are the
+storage classes under the archive's former names.
 """
 
 from __future__ import annotations
@@ -248,34 +252,46 @@ class MediaError(KlingflowError):
         super().__init__(f"{message}\n{stderr_tail}".rstrip() if stderr_tail else message)
 
 
-class ArchiveError(KlingflowError):
-    """The archive could not store or verify an object."""
+class StorageError(KlingflowError):
+    """A store (an S3 bucket, a local directory) could not store, read or verify an object."""
 
     exit_code = EXIT_IOERR
 
 
-class ArchiveAuthError(ArchiveError):
-    """The archive refused our credentials."""
+class StorageAuthError(StorageError):
+    """The store refused our credentials (or the file system our permissions)."""
 
     exit_code = EXIT_NOPERM
 
 
-class ArchiveUnavailable(ArchiveError):
-    """The archive's bucket does not exist or its server cannot be reached."""
+class StorageUnavailable(StorageError):
+    """The store's bucket does not exist or its server cannot be reached."""
 
     exit_code = EXIT_UNAVAILABLE
 
 
-class ArchiveConflict(ArchiveError):
+class StorageConflict(StorageError):
     """A different object already sits under the key we were about to write."""
 
     exit_code = EXIT_CANTCREAT
 
 
-class DiskFull(ArchiveError):
+class StorageNotFound(StorageError):
+    """No object under a key where one was needed (most callers treat absence as an answer)."""
+
+
+class DiskFull(StorageError):
     """No space left on the device where a file must be written."""
 
     exit_code = EXIT_CANTCREAT
+
+
+# The archive was storage's first user: its names are the same classes, so code that catches
+# them keeps working while errors raised outside the archive (reading a script) carry neutral names.
+ArchiveError = StorageError
+ArchiveAuthError = StorageAuthError
+ArchiveUnavailable = StorageUnavailable
+ArchiveConflict = StorageConflict
 
 
 class StackError(KlingflowError):

@@ -1,108 +1,39 @@
-"""Where an archive lives: ``s3://bucket/prefix`` or a local directory.
+"""Where an archive lives: ``s3://bucket/prefix`` or a local directory (default ``./renders``).
 
-``output.archive`` in a render script and ``klingflow archive --to`` take either form; the
-default is ``./renders``. Keys are built here so that both kinds use the same layout.
+``output.archive`` in a render script and ``klingflow archive --to`` take either form. The
+locations themselves and the key layout are storage's (:mod:`pipeline.storage.location`); the
+archive adds its default and names itself in messages.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from pipeline.errors import ConfigError
+from pipeline.storage.location import LocalLocation, S3Location, StoreLocation, join_key, key_segment
+from pipeline.storage.location import parse_location as parse_store_location
+
+__all__ = [
+    "DEFAULT_ARCHIVE",
+    "ArchiveLocation",
+    "LocalLocation",
+    "S3Location",
+    "join_key",
+    "key_segment",
+    "parse_location",
+]
 
 DEFAULT_ARCHIVE: Final = "./renders"
 
-# S3's bucket naming rules (the strict, DNS-compatible set that every store accepts).
-_BUCKET = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def key_segment(value: str, what: str) -> str:
-    """``value`` if it is safe as one segment of an archive key (or a directory name), else ConfigError.
-
-    One segment: not empty, no ``/`` or ``\\``, not ``.`` or ``..``, no control characters.
-    """
-    if (
-        not value
-        or value in {".", ".."}
-        or "/" in value
-        or "\\" in value
-        or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
-    ):
-        raise ConfigError(f"{what} {value!r} cannot be used in an archive key")
-    return value
-
-
-def join_key(*parts: str) -> str:
-    """Join key parts with ``/``, skipping empty ones (an empty prefix adds nothing)."""
-    return "/".join(p.strip("/") for p in parts if p.strip("/"))
-
-
-@dataclass(frozen=True)
-class S3Location:
-    """A bucket and a key prefix (``""`` for the bucket's root)."""
-
-    bucket: str
-    prefix: str = ""
-
-    def key(self, *parts: str) -> str:
-        """The object key of ``parts`` under this prefix."""
-        return join_key(self.prefix, *parts)
-
-    def uri(self, key: str) -> str:
-        """``s3://bucket/key``, for messages and reports."""
-        return f"s3://{self.bucket}/{key}"
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-
-
-@dataclass(frozen=True)
-class LocalLocation:
-    """A local directory; keys become relative paths under it."""
-
-    root: Path
-
-    def key(self, *parts: str) -> str:
-        """The relative path (``/``-separated) of ``parts`` under the root."""
-        return join_key(*parts)
-
-    def uri(self, key: str) -> str:
-        """The file path of ``key``, for messages and reports."""
-        return str(self.root / key)
-
-    def __str__(self) -> str:
-        return str(self.root)
-
-
-ArchiveLocation = S3Location | LocalLocation
+ArchiveLocation = StoreLocation
 
 
 def parse_location(text: str | Path | None) -> ArchiveLocation:
     """Parse ``s3://bucket/prefix`` or a local directory (``None`` or ``""``: ``./renders``).
 
-    >>> parse_location("s3://my-bucket/campaigns/")
-    S3Location(bucket='my-bucket', prefix='campaigns')
-    >>> parse_location("out/renders")
-    LocalLocation(root=PosixPath('out/renders'))
+    >>> parse_location(None)
+    LocalLocation(root=PosixPath('renders'))
     """
     if isinstance(text, Path):
         return LocalLocation(text)
-    raw = (text or "").strip() or DEFAULT_ARCHIVE
-    if raw.lower().startswith("s3://"):
-        bucket, _, prefix = raw[5:].partition("/")
-        if not _BUCKET.match(bucket):
-            raise ConfigError(
-                f"archive {raw!r}: {bucket!r} is not a valid bucket name "
-                "(3-63 lowercase letters, digits, '.', '-')"
-            )
-        segments = [s for s in prefix.split("/") if s]
-        for segment in segments:
-            key_segment(segment, f"archive {raw!r}: prefix segment")
-        return S3Location(bucket=bucket, prefix="/".join(segments))
-    if _SCHEME.match(raw):
-        raise ConfigError(f"archive {raw!r}: only s3://bucket/prefix or a local directory is supported")
-    return LocalLocation(Path(raw).expanduser())
+    return parse_store_location((text or "").strip() or DEFAULT_ARCHIVE, what="archive")

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
+import threading
+import time
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
@@ -101,53 +105,157 @@ def prefect_env(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The ephemeral API server (a child process on our terminal) logs its own shutdown
+        # races (events it could not flush as it stopped) with tracebacks: noise for a run.
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 
-async def _interrupt(sessions: list[RunSession], settings: RunSettings, run_id: str) -> None:
-    """Ctrl-C: cancel what is still queued at the provider, say what keeps billing, leave.
+#: How long SIGTERM (``timeout``, ``docker stop``, ``klingflow cancel``) may take to cancel what is
+#: queued before the process leaves regardless: it must be gone within 5 s (``docker stop``
+#: waits 10 s before SIGKILL).
+TERM_GRACE_S = 3.5
+#: Ctrl-C at a terminal: a person watching, who can press it again to leave at once.
+INTERRUPT_GRACE_S = 30.0
+#: After the grace, this long for the report and the children before the process just leaves.
+LEAVE_MARGIN_S = 1.0
 
-    The run's state is already durable in the job store, so nothing is lost by leaving at once;
-    waiting for Prefect instead can hang, since a terminal's Ctrl-C also stops Prefect's
-    ephemeral server (same process group) while the flow still reports to it.
+
+class Stopper:
+    """What SIGINT and SIGTERM do to a run: the same thing, Ctrl-C's.
+
+    No new submit (the run's :class:`SubmitGate` closes), the requests still queued at the
+    provider cancelled (unless ``klingflow cancel --keep-requests`` asked otherwise), the run
+    marked ``cancelled`` (``klingflow cancel``) or ``interrupted`` in the job store, a report
+    of what may keep billing, the children stopped, and exit 130. The job store is already
+    durable, so nothing is lost by leaving without waiting for Prefect, which can hang: a
+    terminal's Ctrl-C also stops Prefect's ephemeral server (same process group) while the flow
+    still reports to it. A second signal leaves at once, and a watchdog leaves when the grace
+    is over, whatever is still being cancelled.
     """
-    cancelled: list[str] = []
-    if sessions:
-        with contextlib.suppress(KlingflowError, TimeoutError):
-            cancelled, _ = await asyncio.wait_for(sessions[-1].engine.cancel_live(), 30)
-    billing = _still_billing(settings, run_id)
-    _err.print(
-        f"\ninterrupted: {len(cancelled)} queued request(s) cancelled; run the same command again to resume run {run_id}"
-    )
-    if billing:
-        _err.print(f"{len(billing)} request(s) were submitted and may still complete and be billed:")
-        for line in billing:
-            _err.print(f"  {line}")
-    sys.stdout.flush()
-    sys.stderr.flush()
+
+    def __init__(self, sessions: list[RunSession], settings: RunSettings, run_id: str) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.run_id = run_id
+        self.task: asyncio.Task[None] | None = None
+
+    def __call__(self, sig: signal.Signals) -> None:
+        if self.task is not None:  # a second signal: leave at once (the job store is durable)
+            _leave(EXIT_INTERRUPTED)
+        grace = TERM_GRACE_S if sig == signal.SIGTERM else INTERRUPT_GRACE_S
+        watchdog = threading.Timer(grace + LEAVE_MARGIN_S, self._too_slow)
+        watchdog.daemon = True
+        watchdog.start()
+        self.task = asyncio.get_running_loop().create_task(self.stop(grace))
+
+    def _too_slow(self) -> None:
+        _err.print(f"\nstopping run {self.run_id} took too long: leaving now (rerun to resume)")
+        _leave(EXIT_INTERRUPTED)
+
+    async def stop(self, grace: float) -> None:
+        """Stop the run within ``grace`` seconds (see the class), then leave the process."""
+        from pipeline.render.runlock import SubmitGate, cancel_requested
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        request = cancel_requested(self.settings.runs_dir / self.run_id)
+        session = self.sessions[-1] if self.sessions else None
+        cancelled: list[str] = []
+        if session is not None:
+            if isinstance(session.engine.limits, SubmitGate):
+                session.engine.limits.close()
+            if request is None or not request.keep_requests:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        _cancel_queued(session, cancelled), max(deadline - loop.time(), 0.1)
+                    )
+        state = "cancelled" if request is not None else "interrupted"
+        billing: list[str] = []
+        with contextlib.suppress(TimeoutError, KlingflowError, OSError):
+            billing = await asyncio.wait_for(
+                asyncio.to_thread(_mark_stopped, self.settings, self.run_id, state),
+                max(deadline - loop.time(), 0.5),
+            )
+        how = "cancelled (klingflow cancel)" if request is not None else "interrupted"
+        kept = (
+            " (--keep-requests: left at the provider)"
+            if request is not None and request.keep_requests
+            else ""
+        )
+        _err.print(
+            f"\n{how}: {len(cancelled)} queued request(s) cancelled{kept}; run the same command "
+            f"again to resume run {self.run_id}"
+        )
+        if billing:
+            _err.print(f"{len(billing)} request(s) were submitted and may still complete and be billed:")
+            for line in billing:
+                _err.print(f"  {line}")
+        _leave(EXIT_INTERRUPTED)
+
+
+async def _cancel_queued(session: RunSession, cancelled: list[str]) -> None:
+    """Cancel the run's live requests, including those whose submit was already under way when
+    the gate closed (their answers come in after): until no submit is left in flight."""
+    engine = session.engine
+    tried: set[str] = set()
+    while True:
+        if set(engine.live.values()) - tried:
+            tried |= set(engine.live.values())
+            done, _ = await engine.cancel_live()
+            cancelled.extend(done)
+        jobs = await asyncio.to_thread(session.store.jobs_of, session.run_id)
+        if not any(j.status == JobStatus.SUBMITTING for j in jobs) and not set(engine.live.values()) - tried:
+            return
+        await asyncio.sleep(0.1)
+
+
+def _interrupt_before_start(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _mark_stopped(settings: RunSettings, run_id: str, state: str) -> list[str]:
+    """Record how the run stopped; return what it left that may still be billed."""
+    db = settings.runs_dir / run_id / "jobs.db"
+    if settings.store_url is None and not db.is_file():
+        return []  # stopped before its job store existed: nothing was bought
+    store = JobStore.open(settings.store_url or f"sqlite:///{db}")
+    try:
+        with contextlib.suppress(Exception):  # a run stopped before its ledger row existed
+            store.set_run_status(run_id, state)
+        return _billing_lines(store, run_id)
+    finally:
+        store.close()
+
+
+def _leave(code: int) -> NoReturn:
+    """Flush, stop this process's children, and exit at once with ``code``."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
     _stop_children()
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(code)
 
 
 def _stop_children() -> None:
-    """SIGTERM this process's children (Prefect's ephemeral API server)."""
+    """Kill this process's children: Prefect's ephemeral API server, ffmpeg.
+
+    SIGKILL, not SIGTERM: what they hold is disposable (an ephemeral server's SQLite survives a
+    kill; an ffmpeg's output is a temporary piece), and a server asked to stop logs its own
+    shutdown errors into our terminal after we have left.
+    """
     from pipeline.processes import descendants
 
     for pid in descendants(os.getpid(), direct_only=True):
         with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGKILL)
 
 
-def _still_billing(settings: RunSettings, run_id: str) -> list[str]:
-    root = settings.runs_dir / run_id
-    store = JobStore.open(settings.store_url or f"sqlite:///{root / 'jobs.db'}")
-    try:
-        return [
-            f"{j.narrative}/{j.variant}/{j.pass_} segment {j.segment}: request {j.request_id}"
-            for j in store.jobs_of(run_id)
-            if j.status in (JobStatus.SUBMITTED, JobStatus.UNKNOWN, JobStatus.SUBMITTING)
-        ]
-    finally:
-        store.close()
+def _billing_lines(store: JobStore, run_id: str) -> list[str]:
+    return [
+        f"{j.narrative}/{j.variant}/{j.pass_} segment {j.segment}: request {j.request_id or '(answer lost)'}"
+        for j in store.jobs_of(run_id)
+        if j.status in (JobStatus.SUBMITTED, JobStatus.UNKNOWN, JobStatus.SUBMITTING)
+    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -180,6 +288,23 @@ def register(app: typer.Typer) -> None:
 
         Example: klingflow run configs/weekly-campaign.yaml
         """
+        # Until the event loop takes over (below), SIGTERM is what Ctrl-C is: KeyboardInterrupt
+        # (exit 130); nothing can have been bought yet.
+        before = signal.signal(signal.SIGTERM, _interrupt_before_start)
+        try:
+            _run(script, provider, max_in_flight, approve, resubmit_unknown, run_id, verbose)
+        finally:
+            signal.signal(signal.SIGTERM, before)
+
+    def _run(
+        script: str,
+        provider: str | None,
+        max_in_flight: int | None,
+        approve: str | None,
+        resubmit_unknown: bool,
+        run_id: str | None,
+        verbose: bool,
+    ) -> None:
         if provider not in (None, "sandbox", "runcomfy"):
             raise ConfigError(f"--provider must be sandbox or runcomfy (got {provider!r})")
         loaded = load_script(script)
@@ -191,7 +316,14 @@ def register(app: typer.Typer) -> None:
         approved = [a.strip() for a in approve.split(",") if a.strip()] if approve else None
         prefect_env(verbose)
         from flows.render import render
+        from pipeline.processes import forget_stop_signals, handle_stop_signals
         from pipeline.render import progress
+
+        if not verbose:
+            # Prefect logs a failed task or flow run with its traceback; the run's own report and
+            # the error klingflow prints (with its exit code) say it already, without one.
+            for name in ("prefect.task_runs", "prefect.flow_runs"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
 
         view = RunProgress(_err, list(plan.requests), plan.budget.limit)
         sessions: list[RunSession] = []
@@ -210,17 +342,12 @@ def register(app: typer.Typer) -> None:
                     resubmit_unknown=resubmit_unknown,
                 )
             )
-            loop = asyncio.get_running_loop()
-            stopping: list[asyncio.Task[None]] = []
-
-            def on_interrupt() -> None:
-                if stopping:  # a second Ctrl-C: leave at once (the job store is already durable)
-                    os._exit(EXIT_INTERRUPTED)
-                stopping.append(loop.create_task(_interrupt(sessions, settings, rid)))
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_interrupt)
-            return await flow
+            # SIGINT and SIGTERM alike (the flow takes SIGTERM back from Prefect as it starts).
+            handle_stop_signals(Stopper(sessions, settings, rid))
+            try:
+                return await flow
+            finally:
+                forget_stop_signals()
 
         with view.progress, progress.observe(view.on_event, view.on_stage, sessions.append):
             summary: dict[str, Any] = asyncio.run(render_until_interrupted())
@@ -281,24 +408,33 @@ def register(app: typer.Typer) -> None:
         run: Annotated[str, typer.Argument(help="The run id (see klingflow status).")],
         provider: Annotated[str | None, typer.Option(help="sandbox or runcomfy.")] = None,
         keep_requests: Annotated[
-            bool, typer.Option(help="Leave its requests at the provider, for klingflow resume to follow.")
+            bool, typer.Option(help="Leave its requests at the provider, for a resume to follow.")
         ] = False,
         wait: Annotated[
-            float, typer.Option(min=0, help="Seconds to let a flow run's worker stop it before forcing.")
+            float,
+            typer.Option(
+                min=0, help="Seconds to let the run's process (or flow run's worker) stop it before forcing."
+            ),
         ] = 15.0,
     ) -> None:
-        """Stop RUN: its flow runs on the Prefect server, and its requests still queued at the
-        provider (say which keep running and billing).
+        """Stop RUN: the process rendering it on this machine, its flow runs on the Prefect
+        server, and its requests still queued at the provider (say which keep running and billing).
 
-        A flow run whose worker died is marked cancelled by force, so that klingflow resume can
-        start it on another worker.
+        A local `klingflow run` gets SIGTERM and stops as on Ctrl-C: no new submit, its queued
+        requests cancelled, exit 130, state "cancelled" (SIGKILL if it does not stop within
+        --wait). A flow run whose worker died is marked cancelled by force, so that klingflow
+        resume can start it on another worker.
 
         Example: klingflow cancel weekly-campaign-049373e34d
         """
         settings = load_run_settings()
-        _cancel_flow_runs(run, wait)
+        flow_runs = _cancel_flow_runs(run, wait)
+        stopped = _stop_local_run(settings, run, keep_requests=keep_requests, wait=wait)
+        if not flow_runs and not stopped and not _run_exists(settings, run):
+            raise ConfigError(f"no run {run!r} under {settings.runs_dir}")
         if not keep_requests:
-            asyncio.run(_cancel(settings, run, provider))
+            asyncio.run(_cancel(settings, run, provider, process_stopped=stopped))
+        _set_status(settings, run, "cancelled")
 
 
 def _server() -> bool:
@@ -328,14 +464,68 @@ def _print_flow_runs(run: str | None) -> None:
     _out.print(table)
 
 
-def _cancel_flow_runs(run: str, wait: float) -> None:
+def _cancel_flow_runs(run: str, wait: float) -> int:
+    """Cancel the run's flow runs on the Prefect server (when one is configured); how many."""
     if not _server():
-        return
+        return 0
     from flows.deploy import on_server
     from flows.operations import cancel
 
-    for name, state in on_server(cancel(run, wait_s=wait)):
+    found = on_server(cancel(run, wait_s=wait))
+    for name, state in found:
         _out.print(f"flow run {name}: {state}")
+    return len(found)
+
+
+def _stop_local_run(settings: RunSettings, run: str, *, keep_requests: bool, wait: float) -> bool:
+    """SIGTERM the process on this machine that holds ``run``'s lock; SIGKILL it if it has not
+    stopped within ``wait`` seconds. True if there was such a process."""
+    from pipeline.processes import is_running, signal_process
+    from pipeline.render.runlock import CancelRequest, read_holder, request_cancel
+
+    run_dir = settings.runs_dir / run
+    holder = read_holder(run_dir)
+    if holder is None:
+        return False
+    # Read by the run as it stops: "cancelled" in its state, and whether to keep its requests.
+    request_cancel(run_dir, CancelRequest(keep_requests=keep_requests))
+    if not signal_process(holder.pid, holder.started, signal.SIGTERM):
+        return False
+    _out.print(f"run {run}: {holder} is rendering it: sent SIGTERM (it stops as on Ctrl-C)")
+    deadline = time.monotonic() + max(wait, 0.5)
+    while is_running(holder.pid, holder.started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if is_running(holder.pid, holder.started):
+        signal_process(holder.pid, holder.started, signal.SIGKILL)
+        _out.print(
+            f"process {holder.pid} did not stop within {wait:g} s: killed (SIGKILL; the job store "
+            "is durable, a rerun resumes)"
+        )
+    else:
+        kept = "left its requests at the provider" if keep_requests else "cancelled its queued requests"
+        _out.print(f"process {holder.pid} stopped: it submits nothing more, {kept}, and exited 130")
+    return True
+
+
+def _run_exists(settings: RunSettings, run: str) -> bool:
+    if settings.store_url is None:
+        return (settings.runs_dir / run / "jobs.db").is_file()
+    store = JobStore.open(settings.store_url)
+    try:
+        return any(r["run_id"] == run for r in store.list_runs())
+    finally:
+        store.close()
+
+
+def _set_status(settings: RunSettings, run: str, state: str) -> None:
+    if not _run_exists(settings, run):
+        return
+    store = JobStore.open(settings.store_url or f"sqlite:///{settings.runs_dir / run / 'jobs.db'}")
+    try:
+        with contextlib.suppress(Exception):  # a run whose ledger row was never written
+            store.set_run_status(run, state)
+    finally:
+        store.close()
 
 
 def _stores(settings: RunSettings) -> list[JobStore]:
@@ -346,10 +536,13 @@ def _stores(settings: RunSettings) -> list[JobStore]:
     return [JobStore.open(f"sqlite:///{db}") for db in sorted(settings.runs_dir.glob("*/jobs.db"))]
 
 
-async def _cancel(settings: RunSettings, run_id: str, provider: str | None) -> None:
+async def _cancel(settings: RunSettings, run_id: str, provider: str | None, *, process_stopped: bool) -> None:
+    """Cancel the run's requests still queued at the provider; say which keep billing."""
     from pipeline.providers.selection import open_provider
     from pipeline.providers.settings import load_settings
 
+    if not _run_exists(settings, run_id):
+        return
     store = JobStore.open(settings.store_url or f"sqlite:///{settings.runs_dir / run_id / 'jobs.db'}")
     try:
         pending = [j for j in store.jobs_of(run_id) if j.status == JobStatus.SUBMITTED and j.request_id]
@@ -357,6 +550,14 @@ async def _cancel(settings: RunSettings, run_id: str, provider: str | None) -> N
             _out.print(f"run {run_id}: nothing submitted is waiting at the provider")
             return
         if provider != "runcomfy" and settings.sandbox_url is None and not load_settings().has_token:
+            if process_stopped:
+                # Its sandbox lived in the process just stopped, and ended with it: a sandbox
+                # bills nobody, and a rerun resubmits what it never finished.
+                _out.print(
+                    f"run {run_id}: {len(pending)} request(s) ended with the in-process sandbox of "
+                    "the stopped process"
+                )
+                return
             raise ConfigError(
                 "the run used an in-process sandbox that ended with it; set KLINGFLOW_SANDBOX_URL "
                 "to the sandbox serving its requests"
@@ -375,7 +576,6 @@ async def _cancel(settings: RunSettings, run_id: str, provider: str | None) -> N
                         f"still billing  {job.narrative}/{job.variant}/{job.pass_} {job.segment}: "
                         f"{job.request_id} is already running and cannot be cancelled"
                     )
-        store.set_run_status(run_id, "cancelled")
     finally:
         store.close()
 
@@ -401,6 +601,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     _out.print(f"masters and manifests: {summary['run_dir']}/masters")
     if summary["archive"]:
         _out.print(f"archived to: {summary['archive']} (under {summary['script']}/{summary['run_id']}/)")
+    for item in summary.get("archive_refused", []):
+        _out.print(f"[red]not archived:[/] {escape(item['path'])}: {escape(item['error'])}")
     if summary["archive_error"]:
         _out.print(f"[red]archive failed:[/] {summary['archive_error']}")
     _out.print(f"report: {summary['report']}")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pipeline.planning.plan import PlannedRequest
-from pipeline.render.engine import EventSink
+from pipeline.render.engine import EventSink, SpendSink
 
 if TYPE_CHECKING:
     from pipeline.render.run import RunResult, StageSink
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 _event_sink: EventSink | None = None
 _stage_sink: StageSink | None = None
 _on_start: Callable[[RunSession], None] | None = None
+_spend_sink: SpendSink | None = None
 
 
 @contextlib.contextmanager
@@ -28,15 +29,21 @@ def observe(
     on_event: EventSink | None = None,
     on_stage: StageSink | None = None,
     on_start: Callable[[RunSession], None] | None = None,
+    on_spend: SpendSink | None = None,
 ) -> Iterator[None]:
-    """Register callbacks for runs started in this process while the block runs."""
-    global _event_sink, _stage_sink, _on_start
-    saved = (_event_sink, _stage_sink, _on_start)
-    _event_sink, _stage_sink, _on_start = on_event, on_stage, on_start
+    """Register callbacks for runs started in this process while the block runs.
+
+    ``on_spend`` receives the run's :class:`~pipeline.store.jobs.Spend` as the job store has it:
+    once when the run opens — a resumed run starts from what its earlier attempts charged — and
+    again whenever it changes (a charge is the provider's figure, recorded when it billed).
+    """
+    global _event_sink, _stage_sink, _on_start, _spend_sink
+    saved = (_event_sink, _stage_sink, _on_start, _spend_sink)
+    _event_sink, _stage_sink, _on_start, _spend_sink = on_event, on_stage, on_start, on_spend
     try:
         yield
     finally:
-        _event_sink, _stage_sink, _on_start = saved
+        _event_sink, _stage_sink, _on_start, _spend_sink = saved
 
 
 def current_sink() -> EventSink | None:
@@ -49,10 +56,22 @@ def current_stage_sink() -> StageSink | None:
     return _stage_sink
 
 
+def current_spend_sink() -> SpendSink | None:
+    """The registered spend callback, if any."""
+    return _spend_sink
+
+
 def started(session: RunSession) -> None:
-    """Tell the observer that a run is open (it may keep the session to cancel on Ctrl-C)."""
+    """Tell the observer that a run is open (it may keep the session to cancel on Ctrl-C), and
+    connect the spend callback to the run's engine, starting from the spend already in the store.
+    """
     if _on_start is not None:
         _on_start(session)
+    if _spend_sink is not None:
+        if session.engine.on_spend is None:
+            session.engine.on_spend = _spend_sink
+        # One read of the ledger row: in SQLite's WAL mode a read never waits for a writer.
+        _spend_sink(session.store.spend(session.run_id))
 
 
 def fan_out(*sinks: EventSink | None) -> EventSink:

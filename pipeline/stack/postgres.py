@@ -30,7 +30,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,12 +39,12 @@ import psycopg
 from psycopg import sql
 
 from pipeline.errors import ConfigError, StackError
+from pipeline.stack.ports import HOST, free_port
 
 #: Where Debian's ``postgresql-<version>`` packages put the server binaries.
 DEBIAN_LIB_DIR = Path("/usr/lib/postgresql")
 #: The OS user the server runs as when we are root, and the cluster's superuser (always).
 POSTGRES_USER = "postgres"
-HOST = "127.0.0.1"
 DEFAULT_TIMEOUT = 60.0
 #: Server settings unless the caller overrides them. A Prefect server's pool and several workers'
 #: pools (SQLAlchemy: 5 + 10 overflow each) connect at once.
@@ -83,13 +82,6 @@ def find_bin_dir(bin_dir: Path | None = None) -> Path:
             "install them with `apt-get install postgresql`"
         )
     return bin_dir
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 class PostgresCluster:

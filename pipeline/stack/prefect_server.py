@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ import httpx
 
 from pipeline.errors import StackError
 from pipeline.processes import descendants
-from pipeline.stack.postgres import free_port
+from pipeline.stack.children import console_script, stop_group, tail
+from pipeline.stack.ports import free_port
 
 #: Server settings for a rehearsal or test stack: no UI, no analytics (no network here), and a
 #: scheduler that looks for due schedules every few seconds instead of every minute.
@@ -33,32 +33,6 @@ SERVER_ENV: Mapping[str, str] = {
     "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "5",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
 }
-
-
-def _bin(name: str) -> str:
-    """A console script of this environment (``prefect``, ``klingflow``)."""
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-    """Signal ``proc``'s whole process group and wait for it (SIGKILL if it lingers)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 @dataclass
@@ -104,7 +78,7 @@ class PrefectServer:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
-                    _bin("prefect"),
+                    console_script("prefect"),
                     "server",
                     "start",
                     "--host",
@@ -123,7 +97,7 @@ class PrefectServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise StackError(
-                    f"the Prefect server exited with {self.proc.returncode}", log_tail=_tail(self.log)
+                    f"the Prefect server exited with {self.proc.returncode}", log_tail=tail(self.log)
                 )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
@@ -131,7 +105,7 @@ class PrefectServer:
             time.sleep(0.5)
         self.stop()
         raise StackError(
-            f"the Prefect server did not answer within {timeout:.0f} s", log_tail=_tail(self.log)
+            f"the Prefect server did not answer within {timeout:.0f} s", log_tail=tail(self.log)
         )
 
     def stop(self) -> None:
@@ -169,7 +143,7 @@ class Worker:
         limit = [] if self.limit is None else ["--limit", str(self.limit)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [_bin("klingflow"), "worker", "--pool", self.pool, "--name", self.name, *limit],
+                [console_script("klingflow"), "worker", "--pool", self.pool, "--name", self.name, *limit],
                 env={**os.environ, **self.env},
                 cwd=self.cwd,
                 stdout=out,
@@ -205,4 +179,4 @@ class Worker:
 
     def tail(self) -> str:
         """The end of the worker's log, for error messages."""
-        return _tail(self.log)
+        return tail(self.log)

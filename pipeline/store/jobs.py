@@ -3,10 +3,15 @@
 One row per job, keyed by what determines its output; its state is written *before* each step
 that could be lost, so that an interrupted run can be resumed without paying twice::
 
-    planned ──► submitting ──► submitted(request_id) ──► completed(file, sha256, cost)
+    planned ──► submitting ──► submitted(request_id) ──► charged(cost) ──► completed(file, sha256)
                     │                   ├──► failed / cancelled
                     └──► unknown        └──► (resume: polled again, never resubmitted)
     (a submit whose answer was lost: maybe billed; resubmitted only with an explicit opt-in)
+
+``charged`` is the provider's point of view: it finished (and billed) the request, and the
+charge is recorded before the clip is downloaded, so a download that fails — or a process killed
+while downloading — still counts as money spent; a resume downloads the clip again from the
+same request and never buys it again.
 
 The spend ledger is one row per run holding its limit, the money *reserved* for requests in
 flight and the money *charged*. ``reserve`` is a single conditional UPDATE
@@ -26,14 +31,11 @@ bytewise (``COLLATE "C"``) as on SQLite, and money and sizes are BIGINT.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,174 +44,35 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.errors import JobBusy
-
-MICRO = Decimal(1_000_000)
-
-
-def to_micro(amount: Decimal) -> int:
-    """USD → integer micro-USD (exact for every price in the table)."""
-    return int((amount * MICRO).to_integral_value())
-
-
-def from_micro(micro: int) -> Decimal:
-    """Integer micro-USD → USD."""
-    return Decimal(micro) / MICRO
-
-
-class JobStatus(StrEnum):
-    """Where a job stands; written before the step it names is attempted."""
-
-    PLANNED = "planned"
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-    CANCELLED = "cancelled"
-
-
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-#: States from which a job may be bought (again): nothing of it is out at the provider.
-BUYABLE = frozenset({JobStatus.PLANNED, JobStatus.FAILED, JobStatus.CANCELLED})
-
-
-#: The PostgreSQL advisory lock held while one worker creates the tables (any constant will do).
-DDL_LOCK_ID = int.from_bytes(b"klingflo")
-
-metadata = sa.MetaData()
-
-
-def _name(length: int) -> sa.types.TypeEngine[str]:
-    """A name that plans are ordered by: bytewise on PostgreSQL too, whatever the database's locale."""
-    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
-
-
-runs = sa.Table(
-    "runs",
+from pipeline.store.schema import (
+    BUYABLE,
+    DDL_LOCK_ID,
+    MICRO,
+    TERMINAL,
+    Job,
+    JobStatus,
+    Spend,
+    from_micro,
+    job_key,
+    jobs,
     metadata,
-    sa.Column("run_id", sa.String(200), primary_key=True),
-    sa.Column("script", sa.String(200), nullable=False),
-    sa.Column("limit_micro", sa.BigInteger, nullable=False),
-    sa.Column("reserved_micro", sa.BigInteger, nullable=False, default=0),
-    sa.Column("charged_micro", sa.BigInteger, nullable=False, default=0),
-    sa.Column("status", sa.String(40), nullable=False, default="running"),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
+    requests,
+    runs,
+    to_micro,
 )
 
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("run_id", sa.String(200), sa.ForeignKey("runs.run_id"), nullable=False, index=True),
-    sa.Column("narrative", _name(200), nullable=False),
-    sa.Column("variant", _name(200), nullable=False),
-    sa.Column("pass", _name(10), nullable=False),
-    sa.Column("segment", sa.Integer, nullable=False),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("request_id", sa.String(200), nullable=True),
-    sa.Column("reserved_micro", sa.BigInteger, nullable=False, default=0),
-    sa.Column("charged_micro", sa.BigInteger, nullable=False, default=0),
-    sa.Column("file", sa.Text, nullable=True),
-    sa.Column("sha256", sa.String(64), nullable=True),
-    sa.Column("size", sa.BigInteger, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-#: Every paid request ever submitted for a job (a regenerated job has several).
-requests = sa.Table(
-    "requests",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job_key", sa.String(64), sa.ForeignKey("jobs.key"), nullable=False, index=True),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("request_id", sa.String(200), nullable=True, unique=True),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("charged_micro", sa.BigInteger, nullable=False, default=0),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-
-def job_key(
-    run_id: str, narrative: str, variant: str, pass_: str, segment: int, body: Mapping[str, Any]
-) -> str:
-    """The identity of a job: a sha256 over its run and everything that determines its output.
-
-    ``body`` must identify image inputs by content (e.g. their sha256), not by presigned URLs,
-    which change on every upload.
-    """
-    ident = {
-        "run": run_id,
-        "narrative": narrative,
-        "variant": variant,
-        "pass": pass_,
-        "segment": segment,
-        "body": body,
-    }
-    canonical = json.dumps(ident, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Job:
-    """One row of the job store."""
-
-    key: str
-    run_id: str
-    narrative: str
-    variant: str
-    pass_: str
-    segment: int
-    body: dict[str, Any]
-    status: JobStatus
-    attempts: int
-    request_id: str | None
-    reserved_micro: int
-    charged_micro: int
-    file: str | None
-    sha256: str | None
-    size: int | None
-    error: str | None
-
-    @classmethod
-    def from_row(cls, row: sa.Row[Any]) -> Job:
-        m = row._mapping
-        return cls(
-            key=m["key"],
-            run_id=m["run_id"],
-            narrative=m["narrative"],
-            variant=m["variant"],
-            pass_=m["pass"],
-            segment=m["segment"],
-            body=json.loads(m["body"]),
-            status=JobStatus(m["status"]),
-            attempts=m["attempts"],
-            request_id=m["request_id"],
-            reserved_micro=m["reserved_micro"],
-            charged_micro=m["charged_micro"],
-            file=m["file"],
-            sha256=m["sha256"],
-            size=m["size"],
-            error=m["error"],
-        )
-
-
-@dataclass(frozen=True)
-class Spend:
-    """A run's money: its limit, what is reserved for requests in flight, what was charged."""
-
-    limit: Decimal
-    reserved: Decimal
-    charged: Decimal
-
-    @property
-    def committed(self) -> Decimal:
-        """Reserved plus charged: what the run may still be billed at most."""
-        return self.reserved + self.charged
+__all__ = [
+    "BUYABLE",
+    "MICRO",
+    "TERMINAL",
+    "Job",
+    "JobStatus",
+    "JobStore",
+    "Spend",
+    "from_micro",
+    "job_key",
+    "to_micro",
+]
 
 
 class JobStore:
@@ -388,20 +251,38 @@ class JobStore:
             ).all()
         return [Job.from_row(r) for r in rows]
 
-    def begin_submit(self, key: str, amount: Decimal) -> Job | None:
+    def begin_submit(self, key: str, amount: Decimal, *, replace_unknown: bool = False) -> Job | None:
         """Reserve ``amount`` on the run and mark the job ``submitting`` — one transaction.
 
         Returns None (and changes nothing) when the reservation would take the run over its
         limit; raises JobBusy when the job is not :data:`BUYABLE` (another process submitted it
         since this one read it). Call it *before* sending the paid request.
+
+        With ``replace_unknown`` an ``unknown`` job may be bought again (the user's explicit
+        opt-in): its lost request is counted as charged at its reserved amount (the safe side:
+        it may be billed) in the same transaction, so a refusal leaves it ``unknown`` and intact.
         """
         micro = to_micro(amount)
         with self._tx() as tx:
             job = _job(tx, key)
-            if job.status not in BUYABLE:
+            replacing = replace_unknown and job.status == JobStatus.UNKNOWN
+            if job.status not in BUYABLE and not replacing:
                 raise JobBusy(key, job.status)
             if not self._reserve(tx, job.run_id, micro):
                 return None
+            if replacing:
+                # Reserved → charged leaves the run's committed total as it was.
+                self._settle(tx, job, job.reserved_micro)
+                tx.execute(
+                    requests.update()
+                    .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
+                    .values(status=JobStatus.UNKNOWN.value, charged_micro=job.reserved_micro)
+                )
+                tx.execute(
+                    jobs.update()
+                    .where(jobs.c.key == key)
+                    .values(charged_micro=job.charged_micro + job.reserved_micro)
+                )
             attempt = job.attempts + 1
             tx.execute(
                 jobs.update()
@@ -488,11 +369,43 @@ class JobStore:
             .values(status=status.value, charged_micro=charged)
         )
 
+    def mark_charged(self, key: str, request_id: str, cost: Decimal) -> bool:
+        """The provider finished request ``request_id`` and billed ``cost``: charge it now, before
+        its clip is downloaded (see the module docstring). Only once however often it is
+        reported; False (nothing changed) when it was already charged or the job has since moved
+        on to another request."""
+        with self._tx() as tx:
+            job = _job(tx, key)
+            if job.request_id != request_id or job.status in (JobStatus.CHARGED, JobStatus.COMPLETED):
+                return False
+            self._close_attempt(tx, job, JobStatus.CHARGED, to_micro(cost), error=None)
+        return True
+
     def mark_completed(self, key: str, *, file: str, sha256: str, size: int, cost: Decimal) -> None:
-        """The clip is on disk and verified: charge its cost, release the reservation."""
+        """The clip is on disk and verified: charge its cost (unless already charged when the
+        provider reported it finished), release the reservation."""
         with self._tx() as tx:
             job = _job(tx, key)
             if job.status == JobStatus.COMPLETED:
+                return
+            if job.status == JobStatus.CHARGED:
+                tx.execute(
+                    jobs.update()
+                    .where(jobs.c.key == key)
+                    .values(
+                        status=JobStatus.COMPLETED.value,
+                        file=file,
+                        sha256=sha256,
+                        size=size,
+                        error=None,
+                        updated_at=time.time(),
+                    )
+                )
+                tx.execute(
+                    requests.update()
+                    .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
+                    .values(status=JobStatus.COMPLETED.value)
+                )
                 return
             self._close_attempt(
                 tx, job, JobStatus.COMPLETED, to_micro(cost), file=file, sha256=sha256, size=size

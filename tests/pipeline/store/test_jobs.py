@@ -14,8 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import psycopg
+import pytest
 from psycopg import sql
 
+from pipeline.errors import JobBusy
 from pipeline.stack.postgres import PostgresCluster
 from pipeline.store.jobs import JobStatus, JobStore, job_key
 
@@ -234,3 +236,59 @@ def test_plan_order_ignores_a_postgresql_database_collation(postgres_cluster: Po
         assert [j.narrative for j in store.jobs_of("r1")] == ["ab-c", "abb"]  # SQLite's and Python's
     finally:
         store.close()
+
+
+def test_a_finished_request_is_charged_once_before_its_clip_is_downloaded(open_store: OpenStore) -> None:
+    workers = [new_store(open_store), open_store()]
+    key = add(workers[0], 0)
+    workers[0].begin_submit(key, Decimal("0.84"))
+    workers[0].mark_submitted(key, "req-1")
+    # Both workers see the result say "completed" (a retried task): charged once, at its cost.
+    assert [w.mark_charged(key, "req-1", Decimal("0.80")) for w in workers] == [True, False]
+    assert not workers[0].mark_charged(key, "req-other", Decimal("0.80"))  # not this job's request
+    spend = workers[1].spend("r1")
+    assert (spend.reserved, spend.charged) == (Decimal(0), Decimal("0.80"))
+    job = workers[1].get(key)
+    assert (job.status, job.charged_micro, job.file) == (JobStatus.CHARGED, 800_000, None)
+    # The download arrives later: completed, and not charged a second time.
+    workers[1].mark_completed(key, file="/c.mp4", sha256="ab" * 32, size=10, cost=Decimal("0.84"))
+    spend = workers[0].spend("r1")
+    assert (spend.reserved, spend.charged) == (Decimal(0), Decimal("0.80"))
+    job = workers[0].get(key)
+    assert (job.status, job.charged_micro, job.file) == (JobStatus.COMPLETED, 800_000, "/c.mp4")
+    assert [(r["status"], r["charged_micro"]) for r in workers[0].paid_requests("r1")] == [
+        ("completed", 800_000)
+    ]
+
+
+def test_a_charged_job_is_never_bought_again(open_store: OpenStore) -> None:
+    store = new_store(open_store)
+    key = add(store, 0)
+    store.begin_submit(key, Decimal("1"))
+    store.mark_submitted(key, "req-1")
+    store.mark_charged(key, "req-1", Decimal("1"))
+    with pytest.raises(JobBusy):
+        store.begin_submit(key, Decimal("1"))
+    with pytest.raises(JobBusy):
+        store.begin_submit(key, Decimal("1"), replace_unknown=True)
+
+
+def test_replacing_an_unknown_job_counts_the_lost_request_or_changes_nothing(open_store: OpenStore) -> None:
+    store = new_store(open_store, limit="2.00")
+    key = add(store, 0)
+    store.begin_submit(key, Decimal("0.84"))
+    store.mark_unknown(key, "read timeout after submit")
+    with pytest.raises(JobBusy):
+        store.begin_submit(key, Decimal("0.84"))  # only with the explicit opt-in
+    assert store.begin_submit(key, Decimal("1.17"), replace_unknown=True) is None  # 0.84 + 1.17 > 2
+    job = store.get(key)
+    assert (job.status, job.reserved_micro, job.attempts) == (JobStatus.UNKNOWN, 840_000, 1)
+    assert store.spend("r1").reserved == Decimal("0.84")
+
+    assert store.begin_submit(key, Decimal("1.16"), replace_unknown=True) is not None
+    spend = store.spend("r1")
+    assert (spend.reserved, spend.charged) == (Decimal("1.16"), Decimal("0.84"))  # lost one: charged
+    job = store.get(key)
+    assert (job.status, job.attempts, job.charged_micro) == (JobStatus.SUBMITTING, 2, 840_000)
+    attempts = [(r["attempt"], r["status"], r["charged_micro"]) for r in store.paid_requests("r1")]
+    assert attempts == [(1, "unknown", 840_000), (2, "submitting", 0)]
