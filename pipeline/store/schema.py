@@ -1,0 +1,187 @@
+"""The job store's tables and rows, and money as integers: what :mod:`pipeline.store.jobs` keeps.
+
+Amounts are integers in micro-USD (prices are whole mills). Names that plans are ordered by sort
+bytewise on every database; money and sizes are BIGINT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+
+MICRO = Decimal(1_000_000)
+
+
+def to_micro(amount: Decimal) -> int:
+    """USD → integer micro-USD (exact for every price in the table)."""
+    return int((amount * MICRO).to_integral_value())
+
+
+def from_micro(micro: int) -> Decimal:
+    """Integer micro-USD → USD."""
+    return Decimal(micro) / MICRO
+
+
+class JobStatus(StrEnum):
+    """Where a job stands; written before the step it names is attempted."""
+
+    PLANNED = "planned"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    #: The provider finished and billed the request; its clip is not downloaded (verified) yet.
+    CHARGED = "charged"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+#: States from which a job may be bought (again): nothing of it is out at the provider.
+BUYABLE = frozenset({JobStatus.PLANNED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+#: The PostgreSQL advisory lock held while one worker creates the tables (any constant will do).
+DDL_LOCK_ID = int.from_bytes(b"klingflo")
+
+metadata = sa.MetaData()
+
+
+def _name(length: int) -> sa.types.TypeEngine[str]:
+    """A name that plans are ordered by: bytewise on PostgreSQL too, whatever the database's locale."""
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(200), primary_key=True),
+    sa.Column("script", sa.String(200), nullable=False),
+    sa.Column("limit_micro", sa.BigInteger, nullable=False),
+    sa.Column("reserved_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("charged_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("status", sa.String(40), nullable=False, default="running"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(200), sa.ForeignKey("runs.run_id"), nullable=False, index=True),
+    sa.Column("narrative", _name(200), nullable=False),
+    sa.Column("variant", _name(200), nullable=False),
+    sa.Column("pass", _name(10), nullable=False),
+    sa.Column("segment", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("request_id", sa.String(200), nullable=True),
+    sa.Column("reserved_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("charged_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("file", sa.Text, nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: Every paid request ever submitted for a job (a regenerated job has several).
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_key", sa.String(64), sa.ForeignKey("jobs.key"), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.String(200), nullable=True, unique=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("charged_micro", sa.BigInteger, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+def job_key(
+    run_id: str, narrative: str, variant: str, pass_: str, segment: int, body: Mapping[str, Any]
+) -> str:
+    """The identity of a job: a sha256 over its run and everything that determines its output.
+
+    ``body`` must identify image inputs by content (e.g. their sha256), not by presigned URLs,
+    which change on every upload.
+    """
+    ident = {
+        "run": run_id,
+        "narrative": narrative,
+        "variant": variant,
+        "pass": pass_,
+        "segment": segment,
+        "body": body,
+    }
+    canonical = json.dumps(ident, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the job store."""
+
+    key: str
+    run_id: str
+    narrative: str
+    variant: str
+    pass_: str
+    segment: int
+    body: dict[str, Any]
+    status: JobStatus
+    attempts: int
+    request_id: str | None
+    reserved_micro: int
+    charged_micro: int
+    file: str | None
+    sha256: str | None
+    size: int | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> Job:
+        m = row._mapping
+        return cls(
+            key=m["key"],
+            run_id=m["run_id"],
+            narrative=m["narrative"],
+            variant=m["variant"],
+            pass_=m["pass"],
+            segment=m["segment"],
+            body=json.loads(m["body"]),
+            status=JobStatus(m["status"]),
+            attempts=m["attempts"],
+            request_id=m["request_id"],
+            reserved_micro=m["reserved_micro"],
+            charged_micro=m["charged_micro"],
+            file=m["file"],
+            sha256=m["sha256"],
+            size=m["size"],
+            error=m["error"],
+        )
+
+
+@dataclass(frozen=True)
+class Spend:
+    """A run's money: its limit, what is reserved for requests in flight, what was charged."""
+
+    limit: Decimal
+    reserved: Decimal
+    charged: Decimal
+
+    @property
+    def committed(self) -> Decimal:
+        """Reserved plus charged: what the run may still be billed at most."""
+        return self.reserved + self.charged

@@ -1,0 +1,56 @@
+"""The progress view's spend starts from what the run already charged and follows the store."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+from pipeline.planning.plan import build_plan
+from pipeline.providers.sandbox.config import FaultConfig
+from pipeline.providers.sandbox.server import SandboxHandle
+from pipeline.render import progress
+from pipeline.render.session import RunSession, open_run
+from pipeline.render.settings import RunSettings
+from pipeline.script.loader import load_script
+from pipeline.store.jobs import Spend
+
+from .test_engine import settings_for
+from .test_money import billed, write_script
+
+
+async def observed_pass(script: Path, settings: RunSettings, spends: list[Spend]) -> None:
+    """A draft pass opened as the flow opens it, the CLI's spend callback registered."""
+    loaded = load_script(script)
+    plan = build_plan(loaded.script)
+    sessions: list[RunSession] = []
+    with progress.observe(on_start=sessions.append, on_spend=spends.append):
+        async with open_run(loaded, plan, run_id="r1", settings=settings, provider="sandbox") as session:
+            progress.started(session)
+            assert sessions == [session]
+            await session.engine.run_pass(plan.requests_for("draft"))
+
+
+def test_a_resumed_run_shows_what_earlier_attempts_charged(tmp_path: Path, sandbox: SandboxHandle) -> None:
+    script = write_script(tmp_path)
+    settings = settings_for(tmp_path, sandbox)
+    sandbox.set_faults(FaultConfig(truncate=1.0))  # billed, but no clip arrives
+    first: list[Spend] = []
+    asyncio.run(observed_pass(script, settings, first))
+    assert first[0].charged == Decimal(0)
+    assert first[-1].charged == billed(sandbox) > 0  # the provider's bill, though nothing arrived
+    # Never more charged than the store says at any moment, and it only grows.
+    assert [s.charged for s in first] == sorted(s.charged for s in first)
+
+    sandbox.set_faults(FaultConfig())
+    resumed: list[Spend] = []
+    asyncio.run(observed_pass(script, settings, resumed))
+    assert resumed[0].charged == billed(sandbox)  # from the start, before any event of this run
+    assert resumed[-1] == Spend(limit=Decimal("10"), reserved=Decimal(0), charged=billed(sandbox))
+
+
+def test_observing_is_scoped_to_the_block() -> None:
+    spends: list[Spend] = []
+    with progress.observe(on_spend=spends.append):
+        assert progress.current_spend_sink() is not None
+    assert progress.current_spend_sink() is None
