@@ -179,6 +179,7 @@ async def render(
     max_in_flight: int | None = None,
     approve: list[str] | None = None,
     resubmit_unknown: bool = False,
+    rehearse: bool = False,
 ) -> dict[str, Any]:
     """Render ``script`` end to end; return a summary (masters, spend, what was not delivered)."""
     # Prefect has just put its own SIGTERM handler in place of the command line's: take it back,
@@ -191,7 +192,9 @@ async def render(
     settings = load_run_settings(max_in_flight=max_in_flight)
     await _publish_plan(plan, run)
 
-    provider_name = choose_provider(provider or loaded.script.provider, load_settings()).value
+    provider_name = choose_provider(
+        provider or loaded.script.provider, load_settings(), rehearse=rehearse
+    ).value
     local = LocalLimits(settings.max_in_flight, settings.submit_rate_per_s, settings.submit_burst)
     # Global limits live on the API server: with a configured server they hold across runs and
     # workers. Prefect's ephemeral mode has no one to share them with, and a lease orphaned by a
@@ -202,7 +205,9 @@ async def render(
     )
     try:
         async with run_lock(run) if shared else contextlib.nullcontext():
-            return await _render(loaded, plan, run, settings, provider, limits, approve, resubmit_unknown)
+            return await _render(
+                loaded, plan, run, settings, provider, limits, approve, resubmit_unknown, rehearse
+            )
     except Exception as exc:
         full = _disk_full(exc, settings.runs_dir / run)
         if full is None:
@@ -255,6 +260,7 @@ async def _render(
     limits: Limits,
     approve: list[str] | None,
     resubmit_unknown: bool,
+    rehearse: bool = False,
 ) -> dict[str, Any]:
     """The run itself, once its limits (and, on a server, its run lock) are held."""
     bar = await acreate_progress_artifact(0.0, key="render-progress", description=f"run {run}")
@@ -279,6 +285,7 @@ async def _render(
         limits=limits,
         approve=approve,
         resubmit_unknown=resubmit_unknown,
+        rehearse=rehearse,
     ) as session:
         session.engine.wrap = _as_task
         session.engine.on_event = progress.fan_out(progress.current_sink(), count_done)

@@ -58,6 +58,7 @@ from pipeline.store.schema import (
     metadata,
     requests,
     runs,
+    sqlite_pragmas,
     to_micro,
 )
 
@@ -98,7 +99,7 @@ class JobStore:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             # A generous busy timeout: several processes may write the same SQLite file.
             engine = sa.create_engine(url, connect_args={"timeout": 60})
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "connect", sqlite_pragmas)
         elif sa.make_url(url).get_backend_name() == "postgresql":
             # READ COMMITTED whatever the server's default: the conditional UPDATEs rely on it
             # (under REPEATABLE READ a concurrent update is an error, not a wait and a re-check).
@@ -491,13 +492,3 @@ def _create_tables(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         metadata.create_all(conn)  # checks again, under the lock
         conn.commit()
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (klingflow status) work while a run writes; synchronous=FULL so a state
-    # written before a paid step survives a machine restart, not just a process kill.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()

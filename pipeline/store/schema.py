@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -185,3 +187,27 @@ class Spend:
     def committed(self) -> Decimal:
         """Reserved plus charged: what the run may still be billed at most."""
         return self.reserved + self.charged
+
+
+#: Tries of ``PRAGMA journal_mode=WAL`` on a database others are opening too (about 10 s in all).
+WAL_ATTEMPTS = 20
+
+
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Set on every new SQLite connection of the store."""
+    # WAL lets readers (klingflow status) work while a run writes; synchronous=FULL so a state
+    # written before a paid step survives a machine restart, not just a process kill.
+    cursor = dbapi_connection.cursor()
+    # Switching a new database to WAL takes an exclusive lock, and SQLite may answer "database is
+    # locked" at once (no busy wait) when several processes open it at the same moment: retry.
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
