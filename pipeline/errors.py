@@ -24,7 +24,7 @@ happen, with ``raise ... from exc``, so callers only ever see these::
     │   ├── GenerationCancelled          1  the request was cancelled
     │   └── GenerationTimeout           75  still unfinished when our wait cap ran out (still billing)
     ├── MediaError                      74  ffmpeg / ffprobe failed (carries its stderr tail)
-    ├── StorageError                    74  a store (S3, a directory) could not store, read or verify an object
+    ├── StorageError                    74  a store (S3, a directory) failed to store, read or verify
     │   ├── StorageAuthError            77  wrong credentials / access denied
     │   ├── StorageUnavailable          69  missing bucket, server unreachable
     │   ├── StorageConflict             73  a different object already sits under that key

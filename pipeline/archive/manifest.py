@@ -36,10 +36,10 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 import pipeline
-from pipeline.archive.files import sha256_of, write_file
 from pipeline.errors import ArchiveError, InputError, InputNotFound, MediaError
 from pipeline.media.run import run_media_command
 from pipeline.pricing import Tier
+from pipeline.storage.files import sha256_of, write_file
 
 SCHEMA_VERSION: Final = 1
 MANIFEST_NAME: Final = "manifest.json"

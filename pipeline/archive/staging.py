@@ -1,11 +1,11 @@
 """Public URLs for image inputs: the provider fetches start/end images over HTTPS.
 
 Local reference images and chained last frames are uploaded to a staging prefix of the S3
-archive, ``{prefix}/_staging/{sha256}{ext}`` (content-addressed, so staging the same image twice
-uploads it once), and the provider is handed a presigned GET URL. The URL must outlive the
-generation: its expiry is the expected generation time plus as much again (at least an hour),
-capped at S3's maximum of 7 days. URLs signed with temporary credentials (a role, SSO) expire
-with those credentials, whatever the expiry says.
+archive (an :class:`~pipeline.storage.s3.S3Store`), ``{prefix}/_staging/{sha256}{ext}``
+(content-addressed, so staging the same image twice uploads it once), and the provider is handed
+a presigned GET URL. The URL must outlive the generation: its expiry is the expected generation
+time plus as much again (at least an hour), capped at S3's maximum of 7 days. URLs signed with
+temporary credentials (a role, SSO) expire with those credentials, whatever the expiry says.
 
 The sandbox provider has its own stager (its local uploads) implementing :class:`ImageStager`.
 """
@@ -16,11 +16,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
-from pipeline.archive.archiver import S3Archive
-from pipeline.archive.location import S3Location
 from pipeline.archive.settings import S3Settings
 from pipeline.errors import ConfigError, InputNotFound
 from pipeline.hashing import sha256_file
+from pipeline.storage.location import S3Location
+from pipeline.storage.s3 import S3Store
 
 STAGING_DIR: Final = "_staging"
 #: S3's limit on a presigned URL's lifetime (SigV4).
@@ -52,7 +52,7 @@ class S3ImageStager:
     'https://my-bucket.s3.amazonaws.com/campaigns/_staging/9f86d0…jpg?X-Amz-Algorithm=…'
     """
 
-    def __init__(self, archive: S3Archive, *, expected_generation: timedelta = timedelta(minutes=30)) -> None:
+    def __init__(self, archive: S3Store, *, expected_generation: timedelta = timedelta(minutes=30)) -> None:
         self._archive = archive
         self._expires_in = int(url_expiry(expected_generation).total_seconds())
 
@@ -65,10 +65,10 @@ class S3ImageStager:
         expected_generation: timedelta = timedelta(minutes=30),
     ) -> S3ImageStager:
         """A stager for the archive at ``location`` with a client from the one factory."""
-        from pipeline.archive.archiver import open_archive
+        from pipeline.storage.factory import open_store
 
-        archive = open_archive(location, settings=settings)
-        assert isinstance(archive, S3Archive)  # an S3Location always opens an S3Archive
+        archive = open_store(location, settings=settings)
+        assert isinstance(archive, S3Store)  # an S3Location always opens an S3Store
         return cls(archive, expected_generation=expected_generation)
 
     @property

@@ -6,8 +6,9 @@ verified clip is copied there as soon as it is downloaded, under
 whose clips are not on its own disk fetches them from there (sha256 checked against the job
 store) instead of downloading them from the provider again — whose result URLs may have expired.
 
-It is the archive's storage code (conditional writes, read-back verification), pointed at
-another prefix: a clip already there with the same bytes is not uploaded again.
+It is the archive's kind of object store (:mod:`pipeline.storage`: conditional writes, read-back
+verification), pointed at another prefix: a clip already there with the same bytes is not
+uploaded again.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.archive.archiver import Archive, open_archive
-from pipeline.archive.location import key_segment
-from pipeline.errors import ArchiveError
+from pipeline.errors import StorageError
 from pipeline.planning.plan import PlannedRequest
+from pipeline.storage.base import ObjectStore
+from pipeline.storage.factory import open_store
+from pipeline.storage.location import key_segment
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +33,13 @@ class ClipShare:
     for and on this worker's disk, and a resuming worker can still download it from the provider.
     """
 
-    archive: Archive
+    archive: ObjectStore
     run_id: str
 
     @classmethod
     def open(cls, url: str, run_id: str) -> ClipShare:
         """The shared storage at ``url`` for ``run_id`` (ConfigError for a malformed URL)."""
-        return cls(open_archive(url), key_segment(run_id, "run id"))
+        return cls(open_store(url), key_segment(run_id, "run id"))
 
     def key(self, request: PlannedRequest) -> str:
         """Where the clip of ``request`` is kept."""
@@ -53,7 +55,7 @@ class ClipShare:
         key = self.key(request)
         try:
             await asyncio.to_thread(self.archive.put, key, path, sha256)
-        except ArchiveError as exc:
+        except StorageError as exc:
             log.warning("clip %s not copied to shared storage: %s", path, exc)
             return False
         return True
@@ -63,7 +65,7 @@ class ClipShare:
         key = self.key(request)
         try:
             return await asyncio.to_thread(self.archive.get, key, dest, sha256)
-        except ArchiveError as exc:
+        except StorageError as exc:
             log.warning("clip %s not fetched from shared storage: %s", self.archive.location.uri(key), exc)
             return False
 

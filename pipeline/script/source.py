@@ -19,40 +19,35 @@ copy is trusted only while its sha256 matches the one recorded; otherwise it is 
 An object that no longer exists has its copy removed, so a stale asset never validates.
 
 Errors: a missing script object is InputNotFound (66); everything else S3 can answer comes from
-:func:`pipeline.archive.s3client.translate_s3_error` (ArchiveAuthError 77, ArchiveUnavailable 69,
-ArchiveError 74), named after the URI, with the setting to check. boto3 is imported only when an
-``s3://`` script is read, so ``validate`` and ``plan`` of local files stay fast.
+:mod:`pipeline.storage.errors` (StorageAuthError 77, StorageUnavailable 69, StorageError 74),
+named after the URI, with the setting to check. boto3 is imported only when an ``s3://`` script
+is read, so ``validate`` and ``plan`` of local files stay fast.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from pipeline.archive.files import translate_os_error, write_file
-from pipeline.errors import ArchiveAuthError, ArchiveError, ArchiveUnavailable, InputNotFound
+from pipeline.errors import InputNotFound, StorageAuthError, StorageError, StorageUnavailable
 from pipeline.hashing import sha256_file
 from pipeline.script import checks
 from pipeline.script.yaml_limits import MAX_SCRIPT_BYTES
 from pipeline.script.yaml_source import parse_yaml
+from pipeline.storage.files import translate_os_error, write_file
 
 if TYPE_CHECKING:
     import boto3
-    from mypy_boto3_s3 import S3Client
 
     from pipeline.archive.settings import S3Settings
+    from pipeline.storage.s3 import S3Store
 
 #: Where copies of S3 scripts and their assets go, relative to the working directory.
 DEFAULT_CACHE_DIR: Final = Path(".klingflow/scripts")
 SCHEME: Final = "s3://"
-#: S3 error codes of a GET that found nothing new, and of one that found no object (a GET on a
-#: missing bucket says NoSuchBucket, so a bare 404 is about the key).
-NOT_MODIFIED_CODES: Final = frozenset({"304", "NotModified"})
-NO_SUCH_KEY_CODES: Final = frozenset({"NoSuchKey", "404"})
 
 
 def is_s3_uri(reference: str | Path) -> bool:
@@ -143,13 +138,15 @@ def fetch_script(
     bucket; ones that do not exist are left for the script's checks to report. ``settings``
     default to the environment (``KLINGFLOW_S3_*``), credentials to the AWS chain (``session``).
     Raises InputNotFound (66) for a missing object, ConfigError (78) for bad S3 settings, and the
-    archive errors of :func:`pipeline.archive.s3client.translate_s3_error` for the rest.
+    storage errors of :mod:`pipeline.storage.errors` for the rest.
     """
     if not is_s3_uri(reference):
         return ScriptFile(str(Path(reference)), Path(reference))
     uri = str(reference)
     script = parse_s3_uri(uri)
-    cache = S3Cache.connect(cache_dir or DEFAULT_CACHE_DIR, uri=uri, settings=settings, session=session)
+    cache = S3Cache.connect(
+        cache_dir or DEFAULT_CACHE_DIR, bucket=script.bucket, uri=uri, settings=settings, session=session
+    )
     path = cache.fetch(script)
     if path is None:
         raise InputNotFound(f"{uri}: no such object ({cache.store})")
@@ -167,10 +164,10 @@ def fetch_script(
 
 
 class S3Cache:
-    """Local copies of S3 objects at ``root/{bucket}/{key}``, refreshed with conditional GETs."""
+    """Local copies of one bucket's objects at ``root/{bucket}/{key}``, refreshed with conditional GETs."""
 
-    def __init__(self, client: S3Client, root: Path, *, uri: str, endpoint_url: str | None) -> None:
-        self.client = client
+    def __init__(self, store: S3Store, root: Path, *, uri: str, endpoint_url: str | None) -> None:
+        self._objects = store
         self.root = root
         self._uri = uri
         self._endpoint_url = endpoint_url
@@ -180,23 +177,27 @@ class S3Cache:
         cls,
         root: Path,
         *,
+        bucket: str,
         uri: str,
         settings: S3Settings | None = None,
         session: boto3.Session | None = None,
     ) -> S3Cache:
-        """A cache with a client from the project's factory; errors name ``uri`` (the script)."""
-        from pipeline.archive.s3client import make_s3_client
+        """A cache of ``bucket`` with a client from the project's factory; errors name ``uri``."""
         from pipeline.archive.settings import load_s3_settings
         from pipeline.errors import ConfigError
+        from pipeline.storage.factory import open_store
+        from pipeline.storage.location import S3Location
+        from pipeline.storage.s3 import S3Store
 
         try:
             settings = settings or load_s3_settings()
-            client = make_s3_client(settings, session=session)
-        except ArchiveError as exc:  # no credentials at all: the message says what to set
+            store = open_store(S3Location(bucket), settings=settings, session=session)
+        except StorageError as exc:  # no credentials at all: the message says what to set
             raise type(exc)(f"reading {uri}: {exc}") from exc
         except ConfigError as exc:
             raise ConfigError(f"reading {uri}: {exc}") from exc
-        return cls(client, root.absolute(), uri=uri, endpoint_url=settings.endpoint_url)
+        assert isinstance(store, S3Store)  # an S3Location always opens an S3Store
+        return cls(store, root.absolute(), uri=uri, endpoint_url=settings.endpoint_url)
 
     @property
     def store(self) -> str:
@@ -211,43 +212,29 @@ class S3Cache:
 
     def fetch(self, obj: S3Object) -> Path | None:
         """The up-to-date local copy of ``obj``, or None (and no copy) when the object does not exist."""
-        import botocore.exceptions
-
-        from pipeline.archive.s3client import error_code
+        from pipeline.storage.errors import from_s3
 
         dest = self.path_of(obj)
         record = _record_path(dest)
-        etag = _trusted_etag(dest, record)
-        request: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
-        if etag is not None:
-            request["IfNoneMatch"] = etag
-        try:
-            reply = self.client.get_object(**request)
-            with closing(reply["Body"]) as body:
-                _make_dirs(dest.parent)
-                sha256 = write_file(dest, body.iter_chunks(), replace=True)
-            _write_record(record, {"etag": reply.get("ETag"), "sha256": sha256})
-            return dest
-        except botocore.exceptions.ClientError as exc:
-            code = error_code(exc)
-            if code in NOT_MODIFIED_CODES:
-                return dest
-            if code in NO_SUCH_KEY_CODES:
-                _forget(dest, record)
-                return None
-            raise self._error(exc, obj) from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise self._error(exc, obj) from exc
-
-    def _error(self, exc: Exception, obj: S3Object) -> ArchiveError:
-        """The translated error, naming the script and the setting to check (never a secret)."""
-        from pipeline.archive.s3client import translate_s3_error
-
         what = f"reading {obj.uri}" if obj.uri == self._uri else f"reading {obj.uri} (for {self._uri})"
-        error = translate_s3_error(exc, what=what, bucket=obj.bucket)
-        if isinstance(error, ArchiveAuthError):
+        try:
+            fetched = self._objects.fetch(obj.key, dest, etag=_trusted_etag(dest, record), what=what)
+        except StorageError as exc:
+            if not from_s3(exc):  # writing the local copy: the message names the file already
+                raise
+            raise self._with_hint(exc) from exc
+        if fetched is None:
+            _forget(dest, record)
+            return None
+        if fetched.changed:
+            _write_record(record, {"etag": fetched.etag, "sha256": fetched.sha256})
+        return dest
+
+    def _with_hint(self, error: StorageError) -> StorageError:
+        """``error`` with the setting to check added (never a secret)."""
+        if isinstance(error, StorageAuthError):
             hint = f" (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or AWS_PROFILE; {self.store})"
-        elif isinstance(error, ArchiveUnavailable) and self._endpoint_url:
+        elif isinstance(error, StorageUnavailable) and self._endpoint_url:
             hint = f"; check KLINGFLOW_S3_ENDPOINT_URL (now {self._endpoint_url})"
         else:
             hint = f" ({self.store})"
@@ -269,13 +256,6 @@ def _trusted_etag(dest: Path, record: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no record, or an unreadable one: download again
     return None
-
-
-def _make_dirs(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise translate_os_error(exc, what=f"creating {directory}") from exc
 
 
 def _write_record(record: Path, data: dict[str, Any]) -> None:

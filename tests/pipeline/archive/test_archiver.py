@@ -1,9 +1,13 @@
-"""The archiver against a local directory, SeaweedFS and moto: verified, idempotent, refusing."""
+"""archive_run against a local directory, SeaweedFS and moto: verified, idempotent, refusing.
+
+The stores themselves are tested in tests/pipeline/storage/.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -12,15 +16,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.archive.archiver import (
-    LocalArchive,
-    Outcome,
-    S3Archive,
-    archive_run,
-    content_md5,
-    open_archive,
-)
-from pipeline.archive.files import partial_path
+from pipeline.archive.archiver import LocalArchive, Outcome, S3Archive, archive_run, open_archive
 from pipeline.archive.location import LocalLocation, S3Location
 from pipeline.archive.manifest import load_manifest
 from pipeline.archive.settings import MIB
@@ -36,32 +32,13 @@ from pipeline.errors import (
     InputNotFound,
 )
 from pipeline.hashing import sha256_file
+from pipeline.storage.files import partial_path
+from pipeline.storage.s3client import make_s3_client
 
-from .conftest import READER_KEY, READER_SECRET, S3Target, SeaweedServer
+from ..storage.conftest import count_calls, write_file_of
+from .conftest import S3Target, SeaweedServer
 
 FILES_PER_MASTER = ("master.mp4", "master.srt", "contact-sheet.png", "manifest.json")
-
-
-def count_calls(archive: S3Archive, *operations: str) -> Counter[str]:
-    """Count the S3 requests ``archive`` sends per operation (each retry counts)."""
-    counts: Counter[str] = Counter()
-    for operation in operations:
-
-        def handler(*, _op: str = operation, **_: Any) -> None:
-            counts[_op] += 1
-
-        archive.client.meta.events.register(f"before-send.s3.{operation}", handler)
-    return counts
-
-
-def write_file_of(path: Path, size: int, seed: bytes = b"k") -> Path:
-    """A file of ``size`` bytes made of a repeated 1 MiB block (fast to write, not all zeros)."""
-    block = (seed * (MIB // len(seed) + 1))[: MIB - 7] + os.urandom(7)
-    with path.open("wb") as stream:
-        for _ in range(size // len(block)):
-            stream.write(block)
-        stream.write(block[: size % len(block)])
-    return path
 
 
 def archived_keys(run_dir: Path, prefix: str) -> list[tuple[Path, str]]:
@@ -261,53 +238,6 @@ def test_s3_rearchive_uploads_nothing(make_run: Callable[..., Path], s3_target: 
     assert calls["GetObject"] == 8  # each existing object is proven by its content, not its metadata
 
 
-def test_s3_changed_file_under_same_key_is_refused(tmp_path: Path, s3_target: S3Target) -> None:
-    archive = s3_target.archive()
-    first = write_file_of(tmp_path / "a.bin", 1000, b"a")
-    second = write_file_of(tmp_path / "b.bin", 1000, b"b")
-    key = archive.location.key("clip.bin")
-    archive.put(key, first, sha256_file(first))
-
-    with pytest.raises(ArchiveConflict, match="refusing to overwrite") as caught:
-        archive.put(key, second, sha256_file(second))
-
-    assert caught.value.exit_code == EXIT_CANTCREAT
-    assert archive.read_back(key) == (1000, sha256_file(first))
-
-
-def test_s3_conditional_write_loses_a_race_without_overwriting(tmp_path: Path, s3_target: S3Target) -> None:
-    archive = s3_target.archive()
-    ours = write_file_of(tmp_path / "ours.bin", 2000, b"o")
-    theirs = b"written by someone else between our HEAD and our PUT"
-    raw = s3_target.raw_client()
-    key = archive.location.key("race.bin")
-
-    def sneak_in(**_: Any) -> None:
-        raw.put_object(Bucket=s3_target.bucket, Key=key, Body=theirs)
-
-    archive.client.meta.events.register_first("before-call.s3.PutObject", sneak_in)
-
-    with pytest.raises(ArchiveConflict):
-        archive.put(key, ours, sha256_file(ours))
-
-    assert raw.get_object(Bucket=s3_target.bucket, Key=key)["Body"].read() == theirs
-
-
-def test_s3_multipart_small_parts(tmp_path: Path, s3_target: S3Target) -> None:
-    archive = s3_target.archive(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
-    path = write_file_of(tmp_path / "m.bin", 12 * MIB)
-    calls = count_calls(archive, "UploadPart", "PutObject")
-
-    result = archive.put(archive.location.key("m.bin"), path, sha256_file(path))
-
-    assert result.outcome is Outcome.UPLOADED
-    assert calls["UploadPart"] == 3
-    assert calls["PutObject"] == 0
-    head = s3_target.raw_client().head_object(Bucket=s3_target.bucket, Key=result.key)
-    assert head["ETag"].strip('"').endswith("-3")
-    assert head["Metadata"]["sha256"] == sha256_file(path)
-
-
 def test_s3_missing_bucket(make_run: Callable[..., Path], s3_target: S3Target) -> None:
     settings = s3_target.settings()
     archive = S3Archive(s3_target.client(), S3Location("no-such-bucket-here"), settings)
@@ -322,8 +252,6 @@ def test_s3_missing_bucket(make_run: Callable[..., Path], s3_target: S3Target) -
 
 
 def test_wrong_credentials(make_run: Callable[..., Path], seaweedfs: S3Target) -> None:
-    from pipeline.archive.s3client import make_s3_client
-
     session = seaweedfs.session(secret_key="not-the-secret-key")
     client = make_s3_client(seaweedfs.settings(), session=session)
     archive = S3Archive(client, S3Location(seaweedfs.bucket, "x"), seaweedfs.settings())
@@ -333,122 +261,6 @@ def test_wrong_credentials(make_run: Callable[..., Path], seaweedfs: S3Target) -
 
     assert caught.value.exit_code == EXIT_NOPERM
     assert "not-the-secret-key" not in str(caught.value)
-
-
-def test_read_only_credentials_cannot_write(tmp_path: Path, seaweedfs: S3Target) -> None:
-    from pipeline.archive.s3client import make_s3_client
-
-    session = seaweedfs.session(access_key=READER_KEY, secret_key=READER_SECRET)
-    archive = S3Archive(
-        make_s3_client(seaweedfs.settings(), session=session),
-        S3Location(seaweedfs.bucket, "ro"),
-        seaweedfs.settings(),
-    )
-    path = write_file_of(tmp_path / "a.bin", 100)
-
-    with pytest.raises(ArchiveAuthError):
-        archive.put(archive.location.key("a.bin"), path, sha256_file(path))
-
-
-def test_200_mb_upload_goes_multipart(tmp_path: Path, seaweedfs: S3Target) -> None:
-    archive = seaweedfs.archive()  # default settings: 64 MiB threshold, 16 MiB parts
-    path = write_file_of(tmp_path / "big.mp4", 200 * 1000 * 1000)
-    sha256 = sha256_file(path)
-    calls = count_calls(
-        archive, "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "PutObject"
-    )
-
-    result = archive.put(archive.location.key("big.mp4"), path, sha256)
-
-    assert result.outcome is Outcome.UPLOADED
-    assert (calls["CreateMultipartUpload"], calls["UploadPart"], calls["CompleteMultipartUpload"]) == (
-        1,
-        12,
-        1,
-    )
-    assert calls["PutObject"] == 0
-    head = seaweedfs.raw_client().head_object(Bucket=seaweedfs.bucket, Key=result.key)
-    assert head["ETag"].strip('"').endswith("-12")  # a multipart ETag, not an MD5
-    assert head["ContentLength"] == 200 * 1000 * 1000
-    assert head["Metadata"]["sha256"] == sha256
-
-
-def test_corrupted_part_is_refused_by_the_store(tmp_path: Path, seaweedfs: S3Target) -> None:
-    archive = seaweedfs.archive(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
-    path = write_file_of(tmp_path / "m.bin", 11 * MIB)
-
-    def corrupt_part_two(params: dict[str, Any], **_: Any) -> None:
-        # Flip a byte after Content-MD5 was computed from the good data: corruption in transit.
-        if params["url"].find("partNumber=2") != -1:
-            sent = params["body"]
-            body = bytearray(sent.read() if hasattr(sent, "read") else sent)
-            body[1234] ^= 0xFF
-            params["body"] = bytes(body)
-
-    archive.client.meta.events.register("before-call.s3.UploadPart", corrupt_part_two)
-
-    with pytest.raises(ArchiveError, match="BadDigest"):
-        archive.put(archive.location.key("m.bin"), path, sha256_file(path))
-
-    raw = seaweedfs.raw_client()
-    assert "Contents" not in raw.list_objects_v2(
-        Bucket=seaweedfs.bucket, Prefix=archive.location.key("m.bin")
-    )
-    uploads = raw.list_multipart_uploads(Bucket=seaweedfs.bucket, Prefix=archive.location.prefix)
-    assert not uploads.get("Uploads")  # the multipart upload was aborted
-
-
-def test_store_rejects_a_part_whose_md5_does_not_match(seaweedfs: S3Target) -> None:
-    raw = seaweedfs.raw_client()
-    key = "digest/x.bin"
-    upload_id = raw.create_multipart_upload(Bucket=seaweedfs.bucket, Key=key)["UploadId"]
-    try:
-        with pytest.raises(raw.exceptions.ClientError, match="BadDigest"):
-            raw.upload_part(
-                Bucket=seaweedfs.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=1,
-                Body=b"the body as sent",
-                ContentMD5=content_md5(b"the body as meant"),
-            )
-    finally:
-        raw.abort_multipart_upload(Bucket=seaweedfs.bucket, Key=key, UploadId=upload_id)
-
-
-def test_readback_refuses_an_object_that_does_not_match(tmp_path: Path, seaweedfs: S3Target) -> None:
-    archive = seaweedfs.archive()
-    path = write_file_of(tmp_path / "master.mp4", 3000)
-    sha256 = sha256_file(path)
-
-    def rewrite_master(**_: Any) -> None:
-        # Someone rewrites the file after it was hashed and before it is read for upload (the
-        # archive's existence check comes in between): the transport checks pass, since they
-        # cover what was sent; only reading back catches it.
-        write_file_of(path, 3000, b"z")
-
-    archive.client.meta.events.register("before-call.s3.HeadObject", rewrite_master)
-    key = archive.location.key("master.mp4")
-
-    with pytest.raises(ArchiveError, match="verification failed"):
-        archive.put(key, path, sha256)
-
-    assert archive.read_back(key) is None  # the unverified object was removed
-    assert path.exists()
-
-
-def test_corrupt_archived_object_is_not_taken_for_a_good_copy(tmp_path: Path, seaweedfs: S3Target) -> None:
-    archive = seaweedfs.archive()
-    path = write_file_of(tmp_path / "master.mp4", 3000)
-    sha256 = sha256_file(path)
-    key = archive.location.key("master.mp4")
-    # Same size and the right sha256 in metadata, wrong bytes: bit rot, or a bad tool.
-    seaweedfs.raw_client().put_object(
-        Bucket=seaweedfs.bucket, Key=key, Body=b"x" * 3000, Metadata={"sha256": sha256}
-    )
-
-    with pytest.raises(ArchiveError, match="corrupt"):
-        archive.put(key, path, sha256)
 
 
 def test_server_going_away_mid_upload(
@@ -512,3 +324,16 @@ def test_partials_of_a_killed_archiver_are_removed_by_the_next_run(
 
     assert not stale.exists()
     assert live.exists()
+
+
+def test_no_secret_in_any_log_record(
+    caplog: pytest.LogCaptureFixture, make_run: Callable[..., Path], seaweedfs: S3Target
+) -> None:
+    caplog.set_level(logging.DEBUG)  # everything, botocore's debug output included
+    archive = seaweedfs.archive()
+    run_dir = make_run()
+
+    archive_run(run_dir, archive)
+
+    assert caplog.records, "nothing was logged: the test would prove nothing"
+    assert seaweedfs.secret_key not in caplog.text

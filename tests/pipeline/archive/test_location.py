@@ -1,4 +1,7 @@
-"""pipeline.archive.location: s3://bucket/prefix or a directory, and key building."""
+"""pipeline.archive.location: the archive's default (./renders) and its name in messages.
+
+The locations and the key layout themselves are tested in tests/pipeline/storage/test_location.py.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archive.location import LocalLocation, S3Location, join_key, key_segment, parse_location
+from pipeline.archive.location import DEFAULT_ARCHIVE, LocalLocation, S3Location, parse_location
 from pipeline.errors import ConfigError
 
 
@@ -14,18 +17,16 @@ from pipeline.errors import ConfigError
     ("text", "expected"),
     [
         ("s3://my-bucket/campaigns/", S3Location("my-bucket", "campaigns")),
-        ("s3://my-bucket", S3Location("my-bucket", "")),
-        ("s3://my-bucket/", S3Location("my-bucket", "")),
-        ("S3://my.bucket.01//a//b/", S3Location("my.bucket.01", "a/b")),
-        ("renders", LocalLocation(Path("renders"))),
         ("/srv/archive", LocalLocation(Path("/srv/archive"))),
         (None, LocalLocation(Path("renders"))),
         ("", LocalLocation(Path("renders"))),
+        ("  ", LocalLocation(Path("renders"))),
         (Path("x/y"), LocalLocation(Path("x/y"))),
     ],
 )
-def test_parse(text: str | Path | None, expected: object) -> None:
+def test_parse_with_the_default(text: str | Path | None, expected: object) -> None:
     assert parse_location(text) == expected
+    assert parse_location(None) == parse_location(DEFAULT_ARCHIVE)
 
 
 @pytest.mark.parametrize(
@@ -36,23 +37,3 @@ def test_parse(text: str | Path | None, expected: object) -> None:
 def test_rejected(text: str) -> None:
     with pytest.raises(ConfigError, match="archive"):
         parse_location(text)
-
-
-def test_same_layout_in_both_kinds() -> None:
-    parts = ("summer-launch", "r1", "atlantic", "a", "final", "master.mp4")
-    assert (
-        S3Location("b", "campaigns").key(*parts) == "campaigns/summer-launch/r1/atlantic/a/final/master.mp4"
-    )
-    assert S3Location("b").key(*parts) == LocalLocation(Path("d")).key(*parts)
-    assert S3Location("b", "p").uri("p/k") == "s3://b/p/k"
-    assert str(S3Location("b", "p")) == "s3://b/p"
-
-
-def test_join_key_skips_empty_parts() -> None:
-    assert join_key("", "/a/", "b") == "a/b"
-
-
-@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a\\b", "a\nb"])
-def test_key_segment_refuses(bad: str) -> None:
-    with pytest.raises(ConfigError):
-        key_segment(bad, "run id")

@@ -14,7 +14,6 @@ import pytest
 
 import pipeline
 from pipeline.archive.archiver import archive_run
-from pipeline.archive.files import partial_path
 from pipeline.archive.manifest import (
     Manifest,
     Timings,
@@ -28,6 +27,7 @@ from pipeline.archive.manifest import (
 )
 from pipeline.errors import ArchiveError, DiskFull, InputError, InputNotFound
 from pipeline.hashing import sha256_file
+from pipeline.storage.files import partial_path
 
 from .conftest import segment
 

@@ -1,4 +1,4 @@
-"""pipeline.archive.files: atomic, verified, conditional local writes; OS errors translated."""
+"""pipeline.storage.files: atomic, verified, conditional local writes; OS errors translated."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archive.files import partial_path, translate_os_error, write_file
-from pipeline.errors import ArchiveAuthError, ArchiveError, DiskFull
+from pipeline.errors import DiskFull, StorageAuthError, StorageError
+from pipeline.storage.files import make_dirs, partial_path, translate_os_error, write_file
 
 
 def test_write_returns_the_hash_of_what_is_on_disk(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_write_returns_the_hash_of_what_is_on_disk(tmp_path: Path) -> None:
 
 def test_a_mismatch_publishes_nothing(tmp_path: Path) -> None:
     dest = tmp_path / "f.bin"
-    with pytest.raises(ArchiveError, match="source changed"):
+    with pytest.raises(StorageError, match="source changed"):
         write_file(dest, [b"abc"], expected_sha256="0" * 64)
     assert not dest.exists()
     assert not partial_path(dest).exists()
@@ -51,13 +51,21 @@ def test_full_disk(tmp_path: Path) -> None:
         (errno.ENOSPC, DiskFull),
         (errno.EDQUOT, DiskFull),
         (errno.EFBIG, DiskFull),
-        (errno.EACCES, ArchiveAuthError),
-        (errno.EPERM, ArchiveAuthError),
-        (errno.EIO, ArchiveError),
-        (errno.EROFS, ArchiveError),
+        (errno.EACCES, StorageAuthError),
+        (errno.EPERM, StorageAuthError),
+        (errno.EIO, StorageError),
+        (errno.EROFS, StorageError),
     ],
 )
-def test_os_errors_map(code: int, expected: type[ArchiveError]) -> None:
+def test_os_errors_map(code: int, expected: type[StorageError]) -> None:
     error = translate_os_error(OSError(code, "reason"), what="writing x")
     assert type(error) is expected
     assert str(error).startswith("writing x: ")
+
+
+def test_make_dirs_translates_os_errors(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    make_dirs(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    with pytest.raises(StorageError, match=r"creating .*file/x"):
+        make_dirs(tmp_path / "file" / "x")
