@@ -118,32 +118,34 @@ async def deploy(
     return [(d, str(await d.deployment.aapply(work_pool_name=pool))) for d in made]
 
 
-def absolute_runs_dir() -> None:
-    """Pin KLINGFLOW_RUNS_DIR to an absolute path for the flow runs this process starts.
+def absolute_runs_dir(runs_dir: Path) -> None:
+    """Pin KLINGFLOW_RUNS_DIR to ``runs_dir`` made absolute, for the flow runs this process starts.
 
     Workers start each flow run in a temporary directory that is removed afterwards; a relative
     runs directory would put the run's clips and masters there.
     """
-    from pipeline.render.settings import load_run_settings
-
-    os.environ["KLINGFLOW_RUNS_DIR"] = str(load_run_settings().runs_dir.expanduser().resolve())
+    os.environ["KLINGFLOW_RUNS_DIR"] = str(runs_dir.expanduser().resolve())
 
 
-async def serve(scripts: list[str], *, provider: str | None = None, limit: int | None = None) -> None:
+async def serve(
+    scripts: list[str], *, runs_dir: Path, provider: str | None = None, limit: int | None = None
+) -> None:
     """Serve the scripts' deployments from this process until stopped (schedules stay active)."""
     from prefect.flows import aserve
 
     made = [deployment_of(s, provider=provider) for s in scripts]
     needs_server("klingflow serve")
-    absolute_runs_dir()
+    absolute_runs_dir(runs_dir)
     await aserve(*[d.deployment for d in made], pause_on_shutdown=False, limit=limit)
 
 
-async def work(pool: str = DEFAULT_POOL, *, limit: int | None = None, name: str | None = None) -> None:
+async def work(
+    pool: str = DEFAULT_POOL, *, runs_dir: Path, limit: int | None = None, name: str | None = None
+) -> None:
     """Run a process worker on ``pool`` (created if missing) until stopped."""
     from prefect.workers.process import ProcessWorker
 
     needs_server("klingflow worker")
-    absolute_runs_dir()
+    absolute_runs_dir(runs_dir)
     async with ProcessWorker(work_pool_name=pool, limit=limit, name=name) as worker:
         await worker.start()

@@ -1,6 +1,7 @@
 """The render flow: a render script to archived masters, as one Prefect flow run.
 
-Read the body of :func:`render` for the story: load and plan, publish the plan, open the run,
+Read the body of :func:`render` for the story: load and plan (or take what the command line
+prepared, :mod:`pipeline.render.entry`), publish the plan, open the run with its hooks,
 generate every job as a task run under the provider limits, make masters, choose finals,
 archive, publish what came out. The work itself lives in ``pipeline/``.
 """
@@ -32,22 +33,20 @@ from prefect.runtime import flow_run
 
 from flows.limits import PrefectLimits, ensure_limits, run_lock, server_configured
 from flows.operations import run_tag
-from pipeline.errors import DiskFull, InputError
-from pipeline.planning.plan import PlannedRequest, RenderPlan, build_plan
+from pipeline.errors import DiskFull
+from pipeline.planning.plan import PlannedRequest, RenderPlan
 from pipeline.pricing import to_cents
 from pipeline.processes import reclaim_stop_signals
 from pipeline.providers.selection import choose_provider
-from pipeline.providers.settings import load_settings
 from pipeline.render import progress
 from pipeline.render.engine import JobResult
-from pipeline.render.layout import default_run_id
+from pipeline.render.entry import Launch, PreparedRun, open_prepared, prepare_run, resolve_run_id
 from pipeline.render.limits import Limits, LocalLimits
 from pipeline.render.masters import MasterOutcome
+from pipeline.render.progress import RunHooks
 from pipeline.render.run import RunResult
 from pipeline.render.runlock import SubmitGate
-from pipeline.render.session import open_run, resolve_run_id
-from pipeline.render.settings import RunSettings, load_run_settings
-from pipeline.script.loader import LoadedScript, load_script
+from pipeline.settings import Settings, load_settings
 
 
 def _flow_run_name() -> str:
@@ -82,10 +81,7 @@ class FinalsChoice(RunInput):
 
 
 async def _choose_in_ui(drafts: Sequence[MasterOutcome], finals: int) -> list[str]:
-    if not server_configured():
-        raise InputError(
-            "select: manual needs a choice: pass --approve a,c (in Prefect's ephemeral mode there is no UI to choose in)"
-        )
+    """Ask in the Prefect UI (given to the run only on a server: the ephemeral mode has no UI)."""
     lines = [f"Choose up to {finals} variant(s) to finish. Draft masters:", ""]
     for m in drafts:
         state = "passed QC" if m.passed else f"not delivered: {m.error}" if not m.delivered else "failed QC"
@@ -99,7 +95,7 @@ async def _choose_in_ui(drafts: Sequence[MasterOutcome], finals: int) -> list[st
     return list(choice.approve) if choice is not None else []
 
 
-async def _scheduled_run_id(loaded: LoadedScript) -> str | None:
+async def _scheduled_run_id(prepared: PreparedRun) -> str | None:
     """A run of its own for each firing of a deployment's schedule: ``{default id}-{UTC time}``.
 
     Without it, an unchanged script would "resume" last week's finished run and render nothing.
@@ -112,7 +108,7 @@ async def _scheduled_run_id(loaded: LoadedScript) -> str | None:
     if current.deployment_id is None or not current.auto_scheduled or current.expected_start_time is None:
         return None
     stamp = current.expected_start_time.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
-    return f"{default_run_id(loaded.script.name, loaded.sha256)}-{stamp}"
+    return f"{prepared.default_run_id}-{stamp}"
 
 
 async def _label_flow_run(run: str) -> None:
@@ -180,20 +176,31 @@ async def render(
     approve: list[str] | None = None,
     resubmit_unknown: bool = False,
     rehearse: bool = False,
+    launch: Launch | None = None,
 ) -> dict[str, Any]:
-    """Render ``script`` end to end; return a summary (masters, spend, what was not delivered)."""
+    """Render ``script`` end to end; return a summary (masters, spend, what was not delivered).
+
+    ``launch`` comes from a caller in this process (``klingflow run``): the run it already
+    prepared, the settings it loaded and the hooks it watches with. A deployment's flow run has
+    only the plain parameters, and prepares the run and loads the settings here.
+    """
     # Prefect has just put its own SIGTERM handler in place of the command line's: take it back,
     # so that SIGTERM stops the run as Ctrl-C does (a no-op when nobody registered one).
     reclaim_stop_signals()
-    loaded = load_script(script)
-    plan = build_plan(loaded.script)
-    run = resolve_run_id(loaded, run_id or await _scheduled_run_id(loaded))
+    if launch is not None:
+        prepared, all_settings, hooks = launch.prepared, launch.settings, launch.hooks
+    else:
+        prepared = prepare_run(script, run_id)
+        scheduled = None if run_id else await _scheduled_run_id(prepared)
+        if scheduled is not None:
+            prepared = PreparedRun(prepared.loaded, prepared.plan, resolve_run_id(prepared.loaded, scheduled))
+        all_settings, hooks = load_settings(run={"max_in_flight": max_in_flight}), RunHooks()
+    run, plan, settings = prepared.run_id, prepared.plan, all_settings.run
     await _label_flow_run(run)
-    settings = load_run_settings(max_in_flight=max_in_flight)
     await _publish_plan(plan, run)
 
     provider_name = choose_provider(
-        provider or loaded.script.provider, load_settings(), rehearse=rehearse
+        provider or prepared.loaded.script.provider, all_settings.provider, rehearse=rehearse
     ).value
     local = LocalLimits(settings.max_in_flight, settings.submit_rate_per_s, settings.submit_burst)
     # Global limits live on the API server: with a configured server they hold across runs and
@@ -206,7 +213,7 @@ async def render(
     try:
         async with run_lock(run) if shared else contextlib.nullcontext():
             return await _render(
-                loaded, plan, run, settings, provider, limits, approve, resubmit_unknown, rehearse
+                prepared, all_settings, hooks, provider, limits, approve, resubmit_unknown, rehearse
             )
     except Exception as exc:
         full = _disk_full(exc, settings.runs_dir / run)
@@ -252,10 +259,9 @@ def _disk_full(exc: BaseException, run_dir: Path) -> DiskFull | None:
 
 
 async def _render(
-    loaded: LoadedScript,
-    plan: RenderPlan,
-    run: str,
-    settings: RunSettings,
+    prepared: PreparedRun,
+    settings: Settings,
+    hooks: RunHooks,
     provider: str | None,
     limits: Limits,
     approve: list[str] | None,
@@ -263,6 +269,7 @@ async def _render(
     rehearse: bool = False,
 ) -> dict[str, Any]:
     """The run itself, once its limits (and, on a server, its run lock) are held."""
+    run, plan = prepared.run_id, prepared.plan
     bar = await acreate_progress_artifact(0.0, key="render-progress", description=f"run {run}")
     total, done, updates = len(plan.requests), 0, set[asyncio.Task[Any]]()
 
@@ -276,22 +283,20 @@ async def _render(
             updates.add(update)
             update.add_done_callback(updates.discard)
 
-    async with open_run(
-        loaded,
-        plan,
-        run_id=run,
-        settings=settings,
+    # Every job a Prefect task run; a person chooses finals in the UI, where there is one.
+    hooks = hooks.adding(
+        on_event=count_done, wrap=_as_task, choose=_choose_in_ui if server_configured() else None
+    )
+    async with open_prepared(
+        prepared,
+        settings,
+        hooks=hooks,
         provider=provider,
         limits=limits,
         approve=approve,
         resubmit_unknown=resubmit_unknown,
         rehearse=rehearse,
     ) as session:
-        session.engine.wrap = _as_task
-        session.engine.on_event = progress.fan_out(progress.current_sink(), count_done)
-        session.run.on_stage = progress.current_stage_sink()
-        session.run.choose = _choose_in_ui
-        progress.started(session)
         result = await session.run.execute()
 
     await asyncio.gather(*updates)

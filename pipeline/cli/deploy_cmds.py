@@ -1,7 +1,9 @@
 """``klingflow deploy``, ``serve``, ``worker`` and ``resume``: scheduled renders and scale-out.
 
 All four talk to a Prefect server (``PREFECT_API_URL``); see the README's "Running at scale".
-Prefect is imported inside the commands so that ``validate`` and ``plan`` stay fast.
+Their Prefect side is the flows' :class:`~pipeline.cli.orchestration.Orchestration`, found only
+when a command runs, so that ``validate`` and ``plan`` stay fast and the library never imports
+``flows/``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cli.orchestration import orchestration
 from pipeline.cli.run_cmds import prefect_env
+from pipeline.settings import load_settings
 
 _out = Console(highlight=False)
 
@@ -36,18 +40,10 @@ def register(app: typer.Typer) -> None:
         Example: klingflow deploy configs/weekly-campaign.yaml
         """
         prefect_env(verbose=False)
-        from flows.deploy import deploy as deploy_scripts
-        from flows.deploy import on_server
-
-        made = on_server(deploy_scripts(scripts, pool=pool, provider=provider))
+        made = orchestration().deploy(scripts, pool=pool, provider=provider)
         table = Table("deployment", "schedule", "script", "id")
-        for d, deployment_id in made:
-            table.add_row(
-                f"klingflow-render/{d.loaded.script.name}",
-                d.schedule,
-                d.deployment.parameters["script"],
-                deployment_id,
-            )
+        for d in made:
+            table.add_row(d.name, d.schedule, d.script, d.id)
         _out.print(table)
         _out.print(f"work pool: {pool} (start workers with: klingflow worker --pool {pool})")
 
@@ -64,10 +60,8 @@ def register(app: typer.Typer) -> None:
         Example: klingflow serve configs/weekly-campaign.yaml configs/bulk-ab.yaml
         """
         prefect_env(verbose=True)
-        from flows.deploy import on_server
-        from flows.deploy import serve as serve_scripts
-
-        on_server(serve_scripts(scripts, provider=provider, limit=limit))
+        runs_dir = load_settings().run.runs_dir
+        orchestration().serve(scripts, runs_dir=runs_dir, provider=provider, limit=limit)
 
     @app.command()
     def worker(
@@ -85,9 +79,8 @@ def register(app: typer.Typer) -> None:
         Example: klingflow worker --pool klingflow
         """
         prefect_env(verbose=True)
-        from flows.deploy import on_server, work
-
-        on_server(work(pool, limit=limit, name=name))
+        runs_dir = load_settings().run.runs_dir
+        orchestration().work(pool, runs_dir=runs_dir, limit=limit, name=name)
 
     @app.command()
     def resume(
@@ -100,9 +93,5 @@ def register(app: typer.Typer) -> None:
         Example: klingflow resume weekly-campaign-049373e34d
         """
         prefect_env(verbose=False)
-        from flows.deploy import needs_server, on_server
-        from flows.operations import resume as resume_run
-
-        needs_server("klingflow resume")
-        flow_run = on_server(resume_run(run))
-        _out.print(f"run {run}: flow run {flow_run.name} ({flow_run.id}) scheduled for the next free worker")
+        name, flow_run_id = orchestration().resume(run)
+        _out.print(f"run {run}: flow run {name} ({flow_run_id}) scheduled for the next free worker")

@@ -201,9 +201,9 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Buy one clip (sandbox by default without a token) and print where it is and what it is."""
         from pipeline.providers.sandbox.config import SandboxConfig
-        from pipeline.providers.settings import load_settings
+        from pipeline.settings import load_settings
 
-        settings = load_settings()
+        settings = load_settings().provider
         spec = GenerationSpec(
             tier=tier,
             prompt=prompt,

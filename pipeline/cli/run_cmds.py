@@ -1,7 +1,9 @@
 """``klingflow run``, ``klingflow status`` and ``klingflow cancel``.
 
-``run`` checks and plans the script before Prefect is imported (bad input fails in well under a
-second, nothing spent), then runs the render flow with live progress bars.
+``run`` prepares the run (:func:`pipeline.render.entry.prepare_run`: loads, checks and plans the
+script, settles the run id) and loads the settings before Prefect is imported (bad input fails
+in well under a second, nothing spent), then hands both, with the progress bars' hooks, to the
+render flow (through :mod:`pipeline.cli.orchestration`, as the library never imports ``flows/``).
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from pipeline.cli.orchestration import orchestration
 from pipeline.cli.stopping import Stopper, interrupt_before_start, stop_local_run
 from pipeline.errors import ConfigError, RunIncomplete, StackError
-from pipeline.planning.plan import PlannedRequest, build_plan
-from pipeline.render.settings import RunSettings, load_run_settings
-from pipeline.script.loader import load_script
+from pipeline.planning.plan import PlannedRequest
+from pipeline.render.entry import Launch, prepare_run
+from pipeline.render.progress import RunHooks
+from pipeline.render.settings import RunSettings
+from pipeline.settings import Settings, load_settings
 from pipeline.store.jobs import JobStatus, JobStore, Spend
 
 if TYPE_CHECKING:
@@ -170,17 +175,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         if provider not in (None, "sandbox", "runcomfy"):
             raise ConfigError(f"--provider must be sandbox or runcomfy (got {provider!r})")
-        loaded = load_script(script)
-        plan = build_plan(loaded.script)  # BudgetError (exit 3) before anything starts
-        from pipeline.render.session import resolve_run_id
-
-        rid = resolve_run_id(loaded, run_id)
-        settings = load_run_settings(max_in_flight=max_in_flight)
+        prepared = prepare_run(script, run_id)  # BudgetError (exit 3) before anything starts
+        plan, rid = prepared.plan, prepared.run_id
+        settings = load_settings(run={"max_in_flight": max_in_flight})
         approved = [a.strip() for a in approve.split(",") if a.strip()] if approve else None
         prefect_env(verbose)
-        from flows.render import render
+        flows = orchestration()
         from pipeline.processes import forget_stop_signals, handle_stop_signals
-        from pipeline.render import progress
 
         if not verbose:
             # Prefect logs a failed task or flow run with its traceback; the run's own report and
@@ -194,11 +195,15 @@ def register(app: typer.Typer) -> None:
             f"run {rid}: {len(plan.requests)} requests planned, ${plan.total_cents:.2f} of ${plan.budget.limit:.2f}"
         )
 
+        hooks = RunHooks(
+            on_event=view.on_event, on_stage=view.on_stage, on_spend=view.on_spend, on_start=sessions.append
+        )
+
         async def render_until_interrupted() -> dict[str, Any]:
             flow = asyncio.ensure_future(
-                render(
+                flows.render(
+                    Launch(prepared, settings, hooks),
                     script=str(Path(script)),
-                    run_id=rid,
                     provider=provider,
                     max_in_flight=max_in_flight,
                     approve=approved,
@@ -207,13 +212,13 @@ def register(app: typer.Typer) -> None:
                 )
             )
             # SIGINT and SIGTERM alike (the flow takes SIGTERM back from Prefect as it starts).
-            handle_stop_signals(Stopper(sessions, settings, rid))
+            handle_stop_signals(Stopper(sessions, settings.run, rid))
             try:
                 return await flow
             finally:
                 forget_stop_signals()
 
-        with view.progress, progress.observe(view.on_event, view.on_stage, sessions.append, view.on_spend):
+        with view.progress:
             summary: dict[str, Any] = asyncio.run(render_until_interrupted())
         _print_summary(summary)
         if not summary["delivered"]:
@@ -227,7 +232,7 @@ def register(app: typer.Typer) -> None:
 
         Example: klingflow status weekly-campaign-049373e34d
         """
-        settings = load_run_settings()
+        settings = load_settings().run
         _print_flow_runs(run)
         stores = _stores(settings)
         if not stores:
@@ -238,10 +243,10 @@ def register(app: typer.Typer) -> None:
                 table = Table("run", "script", "status", "jobs", "charged", "reserved", "limit")
                 for store in stores:
                     for r in store.list_runs():
-                        counts = ", ".join(f"{k} {v}" for k, v in sorted(r["jobs"].items()))
+                        counts = ", ".join(f"{k} {v}" for k, v in sorted(r.jobs.items()))
                         table.add_row(
-                            r["run_id"], r["script"], r["status"], counts,
-                            f"${r['charged_usd']:.2f}", f"${r['reserved_usd']:.2f}", f"${r['limit_usd']:.2f}",
+                            r.run_id, r.script, r.status, counts,
+                            f"${r.charged:.2f}", f"${r.reserved:.2f}", f"${r.limit:.2f}",
                         )  # fmt: skip
                 _out.print(table)
                 return
@@ -291,32 +296,27 @@ def register(app: typer.Typer) -> None:
 
         Example: klingflow cancel weekly-campaign-049373e34d
         """
-        settings = load_run_settings()
+        settings = load_settings()
         flow_runs = _cancel_flow_runs(run, wait)
-        stopped = stop_local_run(settings, run, keep_requests=keep_requests, wait=wait)
-        if not flow_runs and not stopped and not _run_exists(settings, run):
-            raise ConfigError(f"no run {run!r} under {settings.runs_dir}")
+        stopped = stop_local_run(settings.run, run, keep_requests=keep_requests, wait=wait)
+        if not flow_runs and not stopped and not _run_exists(settings.run, run):
+            raise ConfigError(f"no run {run!r} under {settings.run.runs_dir}")
         if not keep_requests:
             asyncio.run(_cancel(settings, run, provider, process_stopped=stopped))
-        _set_status(settings, run, "cancelled")
+        _set_status(settings.run, run, "cancelled")
 
 
 def _server() -> bool:
     prefect_env(verbose=False)
-    from flows.limits import server_configured
-
-    return server_configured()
+    return orchestration().server_configured()
 
 
 def _print_flow_runs(run: str | None) -> None:
     """The render flow runs on the Prefect server (every worker's), when one is configured."""
     if not _server():
         return
-    from flows.deploy import on_server
-    from flows.operations import views
-
     try:
-        found = on_server(views())
+        found = orchestration().flow_runs()
     except StackError as exc:
         _err.print(f"warning: {exc}", markup=False)  # the job store below still answers
         return
@@ -332,10 +332,7 @@ def _cancel_flow_runs(run: str, wait: float) -> int:
     """Cancel the run's flow runs on the Prefect server (when one is configured); how many."""
     if not _server():
         return 0
-    from flows.deploy import on_server
-    from flows.operations import cancel
-
-    found = on_server(cancel(run, wait_s=wait))
+    found = orchestration().cancel_flow_runs(run, wait)
     for name, state in found:
         _out.print(f"flow run {name}: {state}")
     return len(found)
@@ -346,7 +343,7 @@ def _run_exists(settings: RunSettings, run: str) -> bool:
         return (settings.runs_dir / run / "jobs.db").is_file()
     store = JobStore.open(settings.store_url)
     try:
-        return any(r["run_id"] == run for r in store.list_runs())
+        return any(r.run_id == run for r in store.list_runs())
     finally:
         store.close()
 
@@ -370,11 +367,13 @@ def _stores(settings: RunSettings) -> list[JobStore]:
     return [JobStore.open(f"sqlite:///{db}") for db in sorted(settings.runs_dir.glob("*/jobs.db"))]
 
 
-async def _cancel(settings: RunSettings, run_id: str, provider: str | None, *, process_stopped: bool) -> None:
+async def _cancel(
+    all_settings: Settings, run_id: str, provider: str | None, *, process_stopped: bool
+) -> None:
     """Cancel the run's requests still queued at the provider; say which keep billing."""
     from pipeline.providers.selection import open_provider
-    from pipeline.providers.settings import load_settings
 
+    settings = all_settings.run
     if not _run_exists(settings, run_id):
         return
     store = JobStore.open(settings.store_url or f"sqlite:///{settings.runs_dir / run_id / 'jobs.db'}")
@@ -383,7 +382,7 @@ async def _cancel(settings: RunSettings, run_id: str, provider: str | None, *, p
         if not pending:
             _out.print(f"run {run_id}: nothing submitted is waiting at the provider")
             return
-        if provider != "runcomfy" and settings.sandbox_url is None and not load_settings().has_token:
+        if provider != "runcomfy" and settings.sandbox_url is None and not all_settings.provider.has_token:
             if process_stopped:
                 # Its sandbox lived in the process just stopped, and ended with it: a sandbox
                 # bills nobody, and a rerun resubmits what it never finished.
@@ -396,7 +395,7 @@ async def _cancel(settings: RunSettings, run_id: str, provider: str | None, *, p
                 "the run used an in-process sandbox that ended with it; set KLINGFLOW_SANDBOX_URL "
                 "to the sandbox serving its requests"
             )
-        async with open_provider(provider, load_settings(), sandbox_url=settings.sandbox_url) as opened:
+        async with open_provider(provider, all_settings.provider, sandbox_url=settings.sandbox_url) as opened:
             for job in pending:
                 assert job.request_id is not None
                 outcome = await opened.provider.cancel(job.request_id)

@@ -96,6 +96,9 @@ class RenderPlan:
     finals_requested: int
     final_tier_requested: Tier
     select: str
+    #: Every final request a choice at run time may promote: each variant's finals at the tier
+    #: the budget decided (none without one). The run filters these; it never plans again.
+    candidate_finals: tuple[PlannedRequest, ...] = ()
 
     @property
     def total(self) -> Decimal:
@@ -281,6 +284,11 @@ def build_plan(script: Script) -> RenderPlan:
         finals_requested=script.finals_requested,
         final_tier_requested=budget.final,
         select=budget.select,
+        candidate_finals=tuple(
+            r for v in range(len(script.variants)) for r in requests(v, "final", decision.final_tier)
+        )
+        if decision.final_tier is not None
+        else (),
     )
 
 
@@ -341,29 +349,34 @@ def plan_to_dict(plan: RenderPlan) -> dict[str, Any]:
             }
             for n in plan.narratives
         ],
-        "requests": [
-            {
-                "narrative": r.narrative,
-                "variant": r.variant,
-                "pass": r.pass_,
-                "segment": r.segment,
-                "tier": r.tier.value,
-                "duration": r.duration,
-                "audio": r.audio,
-                "shots": r.shots,
-                "trimmed_seconds": r.trimmed_seconds,
-                "cost_usd": float(to_cents(r.cost)),
-                "cost_usd_exact": str(r.cost),
-                "provisional": r.provisional,
-                "aspect_ratio": r.aspect_ratio,
-                "seed": r.seed,
-                "cfg_scale": r.cfg_scale,
-                "negative_prompt": r.negative_prompt,
-                "start_image": r.start_image,
-                "chained": r.chained,
-                "end_image": r.end_image,
-                "prompt": r.prompt,
-            }
-            for r in plan.requests
-        ],
+        "requests": [request_to_dict(r) for r in plan.requests],
+        # Every final a choice at run time may promote (``select: auto``/``manual``), at the
+        # decided tier; ``requests`` already holds those the budget reserved for.
+        "candidate_finals": [request_to_dict(r) for r in plan.candidate_finals],
+    }
+
+
+def request_to_dict(r: PlannedRequest) -> dict[str, Any]:
+    """One planned request as plain JSON data (an item of ``plan --json``'s ``requests``)."""
+    return {
+        "narrative": r.narrative,
+        "variant": r.variant,
+        "pass": r.pass_,
+        "segment": r.segment,
+        "tier": r.tier.value,
+        "duration": r.duration,
+        "audio": r.audio,
+        "shots": r.shots,
+        "trimmed_seconds": r.trimmed_seconds,
+        "cost_usd": float(to_cents(r.cost)),
+        "cost_usd_exact": str(r.cost),
+        "provisional": r.provisional,
+        "aspect_ratio": r.aspect_ratio,
+        "seed": r.seed,
+        "cfg_scale": r.cfg_scale,
+        "negative_prompt": r.negative_prompt,
+        "start_image": r.start_image,
+        "chained": r.chained,
+        "end_image": r.end_image,
+        "prompt": r.prompt,
     }

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigError
@@ -53,27 +53,44 @@ class ProviderSettings(BaseSettings):
         frozen=True,
     )
 
-    token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("token", "RUNCOMFY_TOKEN"))
-    #: An explicit token file (``KLINGFLOW_PROVIDER_TOKEN_FILE``); unset: the CLI's locations.
-    token_file: Path | None = None
-    base_url: str = Field(
-        default=DEFAULT_BASE_URL, validation_alias=AliasChoices("base_url", "RUNCOMFY_MODEL_API_BASE")
+    token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("token", "RUNCOMFY_TOKEN"),
+        description="the API token (wins over any token file)",
     )
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    read_timeout_s: float = Field(default=30.0, gt=0)
-    download_read_timeout_s: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=retry.DEFAULT_MAX_ATTEMPTS, ge=1)
-    max_total_s: float = Field(default=retry.DEFAULT_MAX_TOTAL_S, gt=0)
-    cdn_domains: tuple[str, ...] = DEFAULT_CDN_DOMAINS
-    max_download_bytes: int = Field(default=MAX_DOWNLOAD_BYTES, gt=0)
-    #: How far a downloaded clip's duration may differ from the requested one.
-    duration_tolerance_s: float = Field(default=0.25, ge=0)
-    #: Names of the image fields in the request body (*unverified*: ``image_url`` is also seen).
-    start_image_field: str = "start_image_url"
-    end_image_field: str = "end_image_url"
-    #: Downloads from a CDN name that resolves to a loopback/private/link-local/multicast address
-    #: are refused at connect time unless this is set (an on-premise proxy, a local sandbox).
-    allow_private_network: bool = False
+    token_file: Path | None = Field(
+        default=None, description="read the token from this file only (unset: the official CLI's locations)"
+    )
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        validation_alias=AliasChoices("base_url", "RUNCOMFY_MODEL_API_BASE"),
+        description="another API base URL (whitespace and trailing `/` trimmed)",
+    )
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="connect timeout (s)")
+    read_timeout_s: float = Field(default=30.0, gt=0, description="read timeout of API calls (s)")
+    download_read_timeout_s: float = Field(default=60.0, gt=0, description="read timeout of downloads (s)")
+    max_attempts: int = Field(
+        default=retry.DEFAULT_MAX_ATTEMPTS, ge=1, description="attempts of a call that is free to retry"
+    )
+    max_total_s: float = Field(
+        default=retry.DEFAULT_MAX_TOTAL_S, gt=0, description="time all attempts of such a call may take (s)"
+    )
+    cdn_domains: tuple[str, ...] = Field(
+        default=DEFAULT_CDN_DOMAINS,
+        description="download allow-list: domains and their subdomains (JSON list)",
+    )
+    max_download_bytes: int = Field(default=MAX_DOWNLOAD_BYTES, gt=0, description="largest clip downloaded")
+    duration_tolerance_s: float = Field(
+        default=0.25, ge=0, description="how far a clip's duration may differ from the requested one (s)"
+    )
+    # Names of the image fields in the request body (*unverified*: ``image_url`` is also seen).
+    start_image_field: str = Field(default="start_image_url", description="name of the start image field")
+    end_image_field: str = Field(default="end_image_url", description="name of the end image field")
+    allow_private_network: bool = Field(
+        default=False,
+        description="`1`: allow CDN names that resolve to loopback/private/link-local addresses (an "
+        "on-premise proxy, a realistic sandbox on this machine)",
+    )
 
     @field_validator("token", mode="after")
     @classmethod
@@ -184,9 +201,7 @@ def read_token_file(path: Path) -> SecretStr | None:
 
 def load_settings(**overrides: object) -> ProviderSettings:
     """Build settings (overrides > environment > token file > defaults); ConfigError if invalid."""
-    try:
-        return ProviderSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-        # ``from None``: a ValidationError's text repeats the offending input, which may be the token.
-        raise ConfigError(f"provider settings: {problems}") from None
+    from pipeline.settings import load_section
+
+    settings: ProviderSettings = load_section("provider", ProviderSettings, overrides)
+    return settings

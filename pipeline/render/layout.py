@@ -57,6 +57,17 @@ class RunLayout:
         """The run's HTML report."""
         return self.masters_dir / "report.html"
 
+    def remove_partial_downloads(self) -> list[Path]:
+        """Remove the ``.*.part`` files a killed run left among its clips (a download cut short).
+
+        Only safe while holding the run's lock: then no other process is downloading here.
+        """
+        clips = self.root / "clips"
+        removed = sorted(clips.rglob(".*.part")) if clips.is_dir() else []
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed
+
     def clip(self, narrative: str, variant: str, pass_: Pass, segment: int) -> Path:
         """Where a segment's clip is downloaded."""
         return self.root / "clips" / narrative / variant / pass_ / f"seg-{segment:03d}.mp4"

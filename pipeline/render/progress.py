@@ -1,77 +1,58 @@
-"""Watching a run from the process that started it (the CLI's progress bars).
+"""The callbacks a run reports through, given to it as one value when it is opened.
 
-A flow's parameters must be plain data, so the command line registers its callbacks here,
-process-wide, before calling the flow; the flow hands them to the engine. Nothing here talks
-to Prefect.
+:class:`RunHooks` carries them all (job events, stages, spend, the job wrapper, the chooser for
+``select: manual``, and who wants the open session): the command line fills it for its progress
+bars, the Prefect flow adds its task wrapper and UI chooser, tests pass what they watch. The
+session hands each hook to the engine and the run as it builds them; nothing is held process-wide
+and nothing is set on a built object. Nothing here talks to Prefect.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pipeline.planning.plan import PlannedRequest
-from pipeline.render.engine import EventSink, SpendSink
+from pipeline.render.engine import EventSink, JobWrapper, SpendSink
 
 if TYPE_CHECKING:
-    from pipeline.render.run import RunResult, StageSink
+    from pipeline.render.run import Chooser, RunResult, StageSink
     from pipeline.render.session import RunSession
 
-_event_sink: EventSink | None = None
-_stage_sink: StageSink | None = None
-_on_start: Callable[[RunSession], None] | None = None
-_spend_sink: SpendSink | None = None
 
-
-@contextlib.contextmanager
-def observe(
-    on_event: EventSink | None = None,
-    on_stage: StageSink | None = None,
-    on_start: Callable[[RunSession], None] | None = None,
-    on_spend: SpendSink | None = None,
-) -> Iterator[None]:
-    """Register callbacks for runs started in this process while the block runs.
+@dataclass(frozen=True)
+class RunHooks:
+    """Everything a run calls back, passed in once when it is opened (every hook optional).
 
     ``on_spend`` receives the run's :class:`~pipeline.store.jobs.Spend` as the job store has it:
     once when the run opens — a resumed run starts from what its earlier attempts charged — and
     again whenever it changes (a charge is the provider's figure, recorded when it billed).
+    ``on_start`` gets the open session (the command line keeps it to cancel on Ctrl-C).
     """
-    global _event_sink, _stage_sink, _on_start, _spend_sink
-    saved = (_event_sink, _stage_sink, _on_start, _spend_sink)
-    _event_sink, _stage_sink, _on_start, _spend_sink = on_event, on_stage, on_start, on_spend
-    try:
-        yield
-    finally:
-        _event_sink, _stage_sink, _on_start, _spend_sink = saved
 
+    on_event: EventSink | None = None
+    on_stage: StageSink | None = None
+    on_spend: SpendSink | None = None
+    on_start: Callable[[RunSession], None] | None = None
+    wrap: JobWrapper | None = None
+    choose: Chooser | None = None
 
-def current_sink() -> EventSink | None:
-    """The registered job-event callback, if any."""
-    return _event_sink
-
-
-def current_stage_sink() -> StageSink | None:
-    """The registered stage callback, if any."""
-    return _stage_sink
-
-
-def current_spend_sink() -> SpendSink | None:
-    """The registered spend callback, if any."""
-    return _spend_sink
-
-
-def started(session: RunSession) -> None:
-    """Tell the observer that a run is open (it may keep the session to cancel on Ctrl-C), and
-    connect the spend callback to the run's engine, starting from the spend already in the store.
-    """
-    if _on_start is not None:
-        _on_start(session)
-    if _spend_sink is not None:
-        if session.engine.on_spend is None:
-            session.engine.on_spend = _spend_sink
-        # One read of the ledger row: in SQLite's WAL mode a read never waits for a writer.
-        _spend_sink(session.store.spend(session.run_id))
+    def adding(
+        self,
+        *,
+        on_event: EventSink | None = None,
+        wrap: JobWrapper | None = None,
+        choose: Chooser | None = None,
+    ) -> RunHooks:
+        """These hooks with more: ``on_event`` called after the existing one, ``wrap`` and
+        ``choose`` where none is set yet (the caller's own take precedence)."""
+        return replace(
+            self,
+            on_event=fan_out(self.on_event, on_event) if on_event is not None else self.on_event,
+            wrap=self.wrap or wrap,
+            choose=self.choose or choose,
+        )
 
 
 def fan_out(*sinks: EventSink | None) -> EventSink:

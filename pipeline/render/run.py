@@ -1,6 +1,7 @@
 """One render run, start to finish: drafts → draft masters → selection → finals → final
 masters → archive → report. Plain asyncio over :class:`~pipeline.render.engine.Engine`; the
-Prefect flow in ``flows/render.py`` supplies the job wrapper, the limits and the chooser.
+caller's :class:`~pipeline.render.progress.RunHooks` (the Prefect flow's job wrapper and chooser,
+the command line's progress) are given to it when the session builds it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from pipeline.archive.archiver import ArchiveReport, archive_run
 from pipeline.errors import ArchiveError, DiskFull, InputError
 from pipeline.media.report import MasterEntry, PlanRow, ReportInput, write_report
-from pipeline.planning.plan import Pass, PlannedRequest, RenderPlan, RequestBuilder
+from pipeline.planning.plan import Pass, PlannedRequest, RenderPlan
 from pipeline.pricing import to_cents
 from pipeline.render.engine import Engine, JobResult
 from pipeline.render.layout import RunLayout
@@ -96,12 +97,9 @@ class RenderRun:
         (self.layout.masters_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
 
     def final_requests(self, variants: Sequence[str]) -> list[PlannedRequest]:
-        """The final requests of the chosen variants, at the tier the budget decided."""
-        tier = self.plan.budget.final_tier
-        if tier is None or not variants:
-            return []
-        builder = RequestBuilder(self.loaded.script, self.plan.narratives)
-        return [r for v in variants for r in builder.requests(builder.variant_index(v), "final", tier)]
+        """The final requests of the chosen variants (in their order), at the tier the budget
+        decided: the plan's candidates, filtered."""
+        return [r for v in variants for r in self.plan.candidate_finals if r.variant == v]
 
     async def check_before_spending(self) -> None:
         """Everything that can refuse this run before a cent is reserved: the provider's own
@@ -110,7 +108,7 @@ class RenderRun:
         placeholder = "data:image/png;base64,"
         # Every request that may be bought: the plan's, and the finals of any variant a choice
         # at run time may promote (select: auto/manual).
-        candidates = [*self.plan.requests, *self.final_requests(list(self.plan.variants))]
+        candidates = [*self.plan.requests, *self.plan.candidate_finals]
         specs = [
             r.spec(
                 start_image_url=placeholder if (r.chained or r.start_image) else None,
@@ -254,6 +252,8 @@ class RenderRun:
             return select_approved(variants, self.approve, finals)
         if self.choose is not None:
             return select_approved(variants, await self.choose(drafts, finals), finals)
+        # The one place this is said: a chooser is given only where a person can answer (the
+        # flow on a Prefect server, whose UI asks).
         raise InputError(
             "select: manual needs a choice: pass --approve a,c, or run on a Prefect server to choose in its UI"
         )
@@ -270,7 +270,7 @@ class RenderRun:
                 tier=j.request.tier.value,
                 duration_s=j.request.duration,
                 audio=j.request.audio,
-                cost_usd=float(j.clip.cost if j.clip else j.request.cost),
+                cost_usd=j.clip.cost if j.clip else j.request.cost,
             )
             for j in result.jobs
         )
@@ -295,8 +295,8 @@ class RenderRun:
                 run_id=self.run_id,
                 generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 plan=rows,
-                spend_usd=float(spend),
-                budget_usd=float(self.plan.budget.limit),
+                spend_usd=spend,
+                budget_usd=self.plan.budget.limit,
                 masters=masters,
             ),
             self.layout.report,

@@ -1,4 +1,9 @@
-"""Opening everything one run needs — provider, job store, ledger, engine — in one place."""
+"""Opening everything one run needs — provider, job store, ledger, engine — in one place.
+
+The caller's :class:`~pipeline.render.progress.RunHooks` go into the engine and the run as they
+are built (nothing is set on them afterwards). Callers normally come through
+:mod:`pipeline.render.entry`, which loads and plans the script first.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,12 @@ from pipeline.errors import BudgetError
 from pipeline.planning.plan import RenderPlan
 from pipeline.providers.latency import LatencyModel
 from pipeline.providers.polling import PollPolicy
-from pipeline.providers.selection import OpenedProvider, open_provider
+from pipeline.providers.selection import OpenedProvider, ProviderName, choose_provider, open_provider
 from pipeline.providers.settings import ProviderSettings, load_settings
 from pipeline.render.engine import Engine
-from pipeline.render.layout import RunLayout, check_run_id, default_run_id
+from pipeline.render.layout import RunLayout
 from pipeline.render.limits import Limits, LocalLimits
+from pipeline.render.progress import RunHooks
 from pipeline.render.run import RenderRun
 from pipeline.render.runlock import hold_run
 from pipeline.render.settings import RunSettings
@@ -41,11 +47,6 @@ class RunSession:
     run: RenderRun
 
 
-def resolve_run_id(loaded: LoadedScript, run_id: str | None) -> str:
-    """The given run id, or the default one for this script file (rerunning it resumes)."""
-    return check_run_id(run_id) if run_id else default_run_id(loaded.script.name, loaded.sha256)
-
-
 @contextlib.asynccontextmanager
 async def open_run(
     loaded: LoadedScript,
@@ -60,21 +61,28 @@ async def open_run(
     provider_settings: ProviderSettings | None = None,
     rehearse: bool = False,
     http_clients: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None,
+    hooks: RunHooks | None = None,
 ) -> AsyncIterator[RunSession]:
     """Open provider, store and engine for ``run_id``; close them on exit.
 
     ``rehearse`` runs the real provider's path against a realistic sandbox in this process
     (``klingflow run --rehearse``). ``http_clients`` (API, downloads) replace the provider's own
-    HTTP clients: tests use it to reach a sandbox under a real-looking host name.
+    HTTP clients: tests use it to reach a sandbox under a real-looking host name. ``hooks`` are
+    handed to the engine and the run as they are built; ``on_start`` gets the open session and
+    ``on_spend`` the spend already in the store (a resumed run starts from what it charged).
+    ``provider_settings`` default to the environment's, for callers that load only run settings.
 
     The run's ledger row is created with the script's ``limit_usd`` (kept as it was when
     resuming). Raises BudgetError when money already committed leaves nothing for this plan.
     """
+    hooks = hooks or RunHooks()
     base_dir = Path(await asyncio.to_thread(os.path.abspath, loaded.base_dir))
     layout = RunLayout(settings.runs_dir / run_id)
     held = contextlib.ExitStack()
     held.enter_context(hold_run(layout.root, run_id))
     try:
+        # Ours alone now (the lock): what a killed run was downloading is never finished.
+        await asyncio.to_thread(layout.remove_partial_downloads)
         store = JobStore.open(settings.store_url or layout.db_url)
     except BaseException:
         held.close()
@@ -97,11 +105,9 @@ async def open_run(
         scale = 1.0
         requested = provider or loaded.script.provider
         psettings = provider_settings or load_settings()
-        if rehearse or (requested != "runcomfy" and (requested == "sandbox" or not psettings.has_token)):
-            from pipeline.providers.sandbox.config import SandboxConfig
-
-            scale = settings.sandbox_latency_scale
-            sandbox_config = SandboxConfig(latency_scale=scale, render_scale=settings.sandbox_render_scale)
+        if rehearse or choose_provider(requested, psettings, rehearse=rehearse) is ProviderName.SANDBOX:
+            sandbox_config = settings.sandbox_config()
+            scale = sandbox_config.latency_scale
         async with open_provider(
             requested,
             psettings,
@@ -127,6 +133,9 @@ async def open_run(
                 max_regenerations=settings.max_regenerations,
                 resubmit_unknown=resubmit_unknown,
                 shared=shared,
+                wrap=hooks.wrap,
+                on_event=hooks.on_event,
+                on_spend=hooks.on_spend,
                 script_file=loaded.file,
             )
             run = RenderRun(
@@ -137,8 +146,16 @@ async def open_run(
                 engine=engine,
                 archive_to=loaded.script.output.archive,
                 approve=approve,
+                choose=hooks.choose,
+                on_stage=hooks.on_stage,
             )
-            yield RunSession(run_id, layout, opened, store, engine, run)
+            session = RunSession(run_id, layout, opened, store, engine, run)
+            if hooks.on_start is not None:
+                hooks.on_start(session)
+            if hooks.on_spend is not None:
+                # One read of the ledger row: in SQLite's WAL mode a read never waits for a writer.
+                hooks.on_spend(await asyncio.to_thread(store.spend, run_id))
+            yield session
     finally:
         if shared is not None:
             shared.close()

@@ -1,4 +1,5 @@
-"""The progress view's spend starts from what the run already charged and follows the store."""
+"""The run's hooks: the spend view starts from what the run already charged and follows the
+store; the session gets them at construction (nothing process-wide)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from pipeline.planning.plan import build_plan
 from pipeline.providers.sandbox.config import FaultConfig
 from pipeline.providers.sandbox.server import SandboxHandle
-from pipeline.render import progress
+from pipeline.render.progress import RunHooks, fan_out
 from pipeline.render.session import RunSession, open_run
 from pipeline.render.settings import RunSettings
 from pipeline.script.loader import load_script
@@ -20,15 +21,17 @@ from .test_money import billed, write_script
 
 
 async def observed_pass(script: Path, settings: RunSettings, spends: list[Spend]) -> None:
-    """A draft pass opened as the flow opens it, the CLI's spend callback registered."""
+    """A draft pass opened as the flow opens it, with the CLI's spend hook."""
     loaded = load_script(script)
     plan = build_plan(loaded.script)
     sessions: list[RunSession] = []
-    with progress.observe(on_start=sessions.append, on_spend=spends.append):
-        async with open_run(loaded, plan, run_id="r1", settings=settings, provider="sandbox") as session:
-            progress.started(session)
-            assert sessions == [session]
-            await session.engine.run_pass(plan.requests_for("draft"))
+    hooks = RunHooks(on_start=sessions.append, on_spend=spends.append)
+    async with open_run(
+        loaded, plan, run_id="r1", settings=settings, provider="sandbox", hooks=hooks
+    ) as session:
+        assert sessions == [session]
+        assert session.engine.on_spend is not None
+        await session.engine.run_pass(plan.requests_for("draft"))
 
 
 def test_a_resumed_run_shows_what_earlier_attempts_charged(tmp_path: Path, sandbox: SandboxHandle) -> None:
@@ -49,8 +52,26 @@ def test_a_resumed_run_shows_what_earlier_attempts_charged(tmp_path: Path, sandb
     assert resumed[-1] == Spend(limit=Decimal("10"), reserved=Decimal(0), charged=billed(sandbox))
 
 
-def test_observing_is_scoped_to_the_block() -> None:
-    spends: list[Spend] = []
-    with progress.observe(on_spend=spends.append):
-        assert progress.current_spend_sink() is not None
-    assert progress.current_spend_sink() is None
+def test_adding_hooks_keeps_the_callers_own() -> None:
+    seen: list[str] = []
+
+    async def mine(drafts: object, finals: int) -> list[str]:
+        return []
+
+    async def theirs(drafts: object, finals: int) -> list[str]:
+        return ["x"]
+
+    base = RunHooks(on_event=lambda e, r, d: seen.append(f"cli {e}"), choose=mine)
+    added = base.adding(on_event=lambda e, r, d: seen.append(f"flow {e}"), choose=theirs)
+    assert added.on_event is not None
+    added.on_event("done", None, "")  # type: ignore[arg-type]
+    assert seen == ["cli done", "flow done"]
+    assert added.choose is mine and base.on_event is not added.on_event  # frozen: a new value
+    assert RunHooks().adding(choose=theirs).choose is theirs
+
+
+def test_fan_out_skips_missing_sinks() -> None:
+    seen: list[str] = []
+    sink = fan_out(None, lambda e, r, d: seen.append(e))
+    sink("submitted", None, "")  # type: ignore[arg-type]
+    assert seen == ["submitted"]

@@ -1,0 +1,103 @@
+"""The one way into a run, shared by the command line and the Prefect flow.
+
+:func:`prepare_run` loads and checks the script, plans it (a BudgetError, exit 3, before
+anything starts) and settles the run id: the command line calls it before Prefect is imported,
+so bad input fails in well under a second, and hands the result to the flow, which does not do
+it again (a deployment's flow run, which has only the script's path, calls it itself).
+:func:`open_prepared` opens the prepared run with the settings loaded once at the entry point
+and the caller's :class:`~pipeline.render.progress.RunHooks`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.planning.plan import RenderPlan, build_plan
+from pipeline.render.layout import check_run_id, default_run_id
+from pipeline.render.limits import Limits
+from pipeline.render.progress import RunHooks
+from pipeline.render.session import RunSession, open_run
+from pipeline.script.loader import LoadedScript, load_script
+from pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A loaded, planned script and the id of the run that renders it."""
+
+    loaded: LoadedScript
+    plan: RenderPlan
+    run_id: str
+
+    @property
+    def default_run_id(self) -> str:
+        """The id a run of this script file gets when none is given (rerunning it resumes)."""
+        return default_run_id(self.loaded.script.name, self.loaded.sha256)
+
+
+def resolve_run_id(loaded: LoadedScript, run_id: str | None) -> str:
+    """The given run id (checked), or the default one for this script file."""
+    return check_run_id(run_id) if run_id else default_run_id(loaded.script.name, loaded.sha256)
+
+
+def prepare_run(script: str | Path, run_id: str | None = None) -> PreparedRun:
+    """Load ``script`` (a path or ``s3://`` URL), plan it and settle the run id.
+
+    Raises InputError for a bad script, BudgetError when even the cheapest plan is over budget,
+    ConfigError for a malformed ``run_id``.
+    """
+    loaded = load_script(str(script))
+    plan = build_plan(loaded.script)
+    return PreparedRun(loaded, plan, resolve_run_id(loaded, run_id))
+
+
+class Launch:
+    """What an in-process caller hands the flow beside its plain parameters: the prepared run,
+    the settings it loaded and the hooks to watch the run with.
+
+    Deliberately not a dataclass nor a pydantic model: Prefect stores a flow run's parameters on
+    its API, and an object it cannot encode is recorded as ``<Launch>`` and passed as it is
+    (a dataclass would be deep-copied field by field on the way, callbacks and all).
+    """
+
+    __slots__ = ("hooks", "prepared", "settings")
+
+    def __init__(self, prepared: PreparedRun, settings: Settings, hooks: RunHooks) -> None:
+        self.prepared = prepared
+        self.settings = settings
+        self.hooks = hooks
+
+    def __repr__(self) -> str:
+        return f"Launch(run_id={self.prepared.run_id!r})"
+
+
+@contextlib.asynccontextmanager
+async def open_prepared(
+    prepared: PreparedRun,
+    settings: Settings,
+    *,
+    hooks: RunHooks | None = None,
+    provider: str | None = None,
+    limits: Limits | None = None,
+    approve: Sequence[str] | None = None,
+    resubmit_unknown: bool = False,
+    rehearse: bool = False,
+) -> AsyncIterator[RunSession]:
+    """Open provider, store and engine for ``prepared`` (see :func:`~pipeline.render.session.open_run`)."""
+    async with open_run(
+        prepared.loaded,
+        prepared.plan,
+        run_id=prepared.run_id,
+        settings=settings.run,
+        provider=provider,
+        limits=limits,
+        approve=approve,
+        resubmit_unknown=resubmit_unknown,
+        provider_settings=settings.provider,
+        rehearse=rehearse,
+        hooks=hooks,
+    ) as session:
+        yield session
