@@ -50,12 +50,19 @@ class S3Settings(BaseSettings):
     addressing_style: AddressingStyle | None = Field(
         default=None, description="None = path for a custom endpoint, else boto3's auto"
     )
-    multipart_threshold: int = Field(default=64 * MIB, ge=MIN_PART_SIZE)
-    multipart_chunksize: int = Field(default=16 * MIB, ge=MIN_PART_SIZE, le=MAX_PART_SIZE)
-    max_concurrency: int = Field(default=4, ge=1, le=64)
-    max_attempts: int = Field(default=5, ge=1, le=20)
-    connect_timeout: float = Field(default=10.0, gt=0)
-    read_timeout: float = Field(default=60.0, gt=0)
+    multipart_threshold: int = Field(
+        default=64 * MIB, ge=MIN_PART_SIZE, description="files at least this large (bytes) go multipart"
+    )
+    multipart_chunksize: int = Field(
+        default=16 * MIB,
+        ge=MIN_PART_SIZE,
+        le=MAX_PART_SIZE,
+        description="part size in bytes (≥ 5 MiB; raised to fit 10,000 parts)",
+    )
+    max_concurrency: int = Field(default=4, ge=1, le=64, description="parts uploaded at once")
+    max_attempts: int = Field(default=5, ge=1, le=20, description="attempts per request (botocore retries)")
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds to connect")
+    read_timeout: float = Field(default=60.0, gt=0, description="seconds to wait for an answer")
 
     @field_validator("endpoint_url")
     @classmethod
