@@ -1,7 +1,7 @@
 """The HTML report of a run: plan, spend, and each master with its contact sheet and QC.
 
 Rendered with Jinja2 (autoescaping on: script names, labels and ffmpeg messages are data) from a
-typed :class:`ReportInput`; media are linked relative to the report, so the folder can be moved or
+typed :class:`ReportInput` (money as ``Decimal``, shown by :func:`pipeline.money.format_usd`); media are linked relative to the report, so the folder can be moved or
 archived whole and still open in a browser.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.media.qc import QCReport
+from pipeline.money import format_usd
 
 
 class PlanRow(BaseModel):
@@ -30,7 +32,7 @@ class PlanRow(BaseModel):
     tier: str
     duration_s: float
     audio: bool
-    cost_usd: float
+    cost_usd: Decimal
 
 
 class MasterEntry(BaseModel):
@@ -58,8 +60,8 @@ class ReportInput(BaseModel):
     run_id: str
     generated_at: str = ""
     plan: tuple[PlanRow, ...] = ()
-    spend_usd: float = Field(ge=0)
-    budget_usd: float = Field(gt=0)
+    spend_usd: Decimal = Field(ge=0)
+    budget_usd: Decimal = Field(gt=0)
     masters: tuple[MasterEntry, ...] = ()
 
 
@@ -71,13 +73,17 @@ def relative_href(target: str | Path, report_dir: Path) -> str:
 
 def _environment() -> Environment:
     # StrictUndefined: a typo in the template fails the render instead of printing nothing.
-    return Environment(
+    environment = Environment(
         loader=PackageLoader("pipeline.media", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # Money is shown by the one formatter: totals to the cent, a single request's cost exactly.
+    environment.filters["usd"] = format_usd
+    environment.filters["usd_exact"] = lambda amount: format_usd(amount, exact=True)
+    return environment
 
 
 def render_report(run: ReportInput, report_dir: Path) -> str:
@@ -87,15 +93,17 @@ def render_report(run: ReportInput, report_dir: Path) -> str:
     def href(path: str | None) -> str | None:
         return relative_href(path, report_dir) if path else None
 
-    totals: dict[str, float] = {}
+    totals: dict[str, Decimal] = {}
     for row in run.plan:
-        totals[row.pass_name] = totals.get(row.pass_name, 0.0) + row.cost_usd
+        totals[row.pass_name] = totals.get(row.pass_name, Decimal(0)) + row.cost_usd
+    share = float(run.spend_usd / run.budget_usd)  # for the bar's width and the percentage
     return template.render(
         run=run,
         href=href,
-        plan_total=sum(r.cost_usd for r in run.plan),
+        plan_total=sum((r.cost_usd for r in run.plan), Decimal(0)),
         pass_totals=sorted(totals.items()),
-        spend_ratio=min(1.0, run.spend_usd / run.budget_usd),
+        spend_share=share,
+        spend_ratio=min(1.0, share),
     )
 
 
@@ -104,8 +112,8 @@ def write_report(run: ReportInput, out_html: str | Path) -> Path:
 
     Example::
 
-        write_report(ReportInput(script_name="summer-launch", run_id="r1", spend_usd=12.3,
-                                 budget_usd=40, masters=(...,)), "renders/r1/report.html")
+        write_report(ReportInput(script_name="summer-launch", run_id="r1", spend_usd=Decimal("12.3"),
+                                 budget_usd=Decimal(40), masters=(...,)), "renders/r1/report.html")
     """
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,12 @@
 """The render engine: every generation job of a run, durable, budget-capped and resumable.
 
-One job = one planned request. Its life, each state written to the job store *before* the step
-that could be lost (see :mod:`pipeline.store.jobs`)::
-
-    reuse a completed clip (sha256 checked)  |  follow a request submitted before  |  submit:
-      reserve its cost on the ledger (refused → the job is skipped, nothing bought)
-      → submitting → provider.submit → submitted(request_id) → wait, result
-      → charged (the provider billed it: recorded before the download) → download, verify
-      → completed  |  failed (released; regenerated while attempts and budget allow)
-      a lost submit answer → unknown (kept reserved; resubmitted only with resubmit_unknown)
+One job = one planned request. Its states and transitions are the table in
+:mod:`pipeline.store.transitions`; the engine runs a job as a loop of steps (submit, follow,
+settle), maps each step's outcome to an event (:mod:`pipeline.render.outcomes`) and applies it —
+each state written to the job store (:class:`~pipeline.store.base.JobStore`) *before* the step
+that could be lost. A completed clip is reused when its sha256 checks; a request bought before
+is followed to its clip, never bought again; an unknown one is bought again only with
+``resubmit_unknown``; a failed one is regenerated while attempts and budget allow.
 
 ``continuity: chain`` narratives run their segments in order, each starting from the previous
 clip's last frame; everything else runs concurrently under the provider limits.
@@ -36,21 +34,36 @@ from pipeline.errors import (
     ProviderError,
     RateLimited,
     RunAborted,
-    SubmitOutcomeUnknown,
 )
 from pipeline.generation import GenerationSpec
 from pipeline.hashing import sha256_file
 from pipeline.media.frames import last_frame
+from pipeline.money import format_usd
 from pipeline.planning.plan import PlannedRequest
 from pipeline.providers.base import JobState, Provider, ResultInfo, Submission
-from pipeline.providers.jobs import JobOutcome, run_job
+from pipeline.providers.jobs import JobReport, run_job
 from pipeline.providers.polling import PollPolicy
 from pipeline.render.charging import charge_when_finished
+from pipeline.render.job import JobResult, image_identity, job_body
 from pipeline.render.layout import RunLayout
 from pipeline.render.limits import Limits
 from pipeline.render.masters import Clip
+from pipeline.render.outcomes import (
+    BUDGET_EXHAUSTED,
+    charged_not_downloaded,
+    report_error,
+    report_event,
+    shortfall,
+    submit_error_event,
+    unknown_advice,
+    where,
+)
 from pipeline.render.shared import ClipShare
-from pipeline.store.jobs import Job, JobStatus, JobStore, Spend, from_micro
+from pipeline.store.base import JobStore
+from pipeline.store.schema import JobStatus, Spend
+from pipeline.store.transitions import Event, allows, step
+
+__all__ = ["BUDGET_EXHAUSTED", "Engine", "EventSink", "JobResult", "SpendSink", "image_identity"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -66,42 +79,14 @@ SpendSink = Callable[[Spend], None]
 
 #: Pause before trying again after the provider said 429 on a submit, when it gave no hint.
 DEFAULT_SLOW_DOWN_S = 5.0
-#: Why a job was not bought: its cost would have taken the run's spend over the limit.
-BUDGET_EXHAUSTED = "not submitted: its cost would take the run over budget.limit_usd"
 
 
-@dataclass(frozen=True)
-class JobResult:
-    """How one job ended in this run."""
+@dataclass
+class _Attempt:
+    """A job as the engine follows it: its key and its state in the transition table's terms."""
 
-    request: PlannedRequest
-    status: JobStatus | str
-    clip: Clip | None = None
-    error: str | None = None
-    reused: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """A verified clip is on disk."""
-        return self.clip is not None
-
-
-def image_identity(path_or_url: str | None) -> str | None:
-    """How an image input enters a job's identity: its content hash, or the URL itself.
-
-    Reads the whole file: call it from a worker thread (the engine does).
-    """
-    if path_or_url is None:
-        return None
-    if path_or_url.startswith(("https://", "http://")):
-        return path_or_url
-    return "sha256:" + sha256_file(Path(path_or_url))
-
-
-def usd(amount: Decimal) -> str:
-    """Money for a message: cents, or the exact mills when cents would round it."""
-    cents = amount.quantize(Decimal("0.01"))
-    return f"${cents}" if cents == amount else f"${amount.normalize():f}"
+    key: str
+    state: JobStatus
 
 
 @dataclass
@@ -127,6 +112,8 @@ class Engine:
     script_file: str = "SCRIPT"
     #: Requests (job keys) submitted by this process and not finished: cancelled on Ctrl-C.
     live: dict[str, str] = field(default_factory=dict)
+    #: ``(clip, frame)``: writes a clip's last frame, where a chained segment starts (ffmpeg).
+    extract_last_frame: Callable[[Path, Path], object] = last_frame
 
     def _emit(self, event: str, request: PlannedRequest, detail: str = "") -> None:
         if self.on_event is not None:
@@ -143,29 +130,12 @@ class Engine:
 
     # --- messages about money -----------------------------------------------------------------
 
-    def _where(self, request: PlannedRequest) -> str:
-        return f"{request.narrative}/{request.variant}/{request.pass_} segment {request.segment}"
-
-    def unknown_advice(self, request: PlannedRequest, reason: str, reserved: Decimal) -> str:
-        """What an unknown job may cost and how to settle it."""
-        return (
-            f"{reason}; the request may exist and be billed up to {usd(reserved)} (kept reserved "
-            f"in run {self.run_id}). Look for it in the provider's dashboard or ledger, or buy it "
-            f"again with `klingflow run {self.script_file} --resubmit-unknown` (may pay twice: the "
-            "lost request then counts as charged)"
-        )
-
-    async def _shortfall(self, request: PlannedRequest, job: Job) -> str:
-        """Why ``--resubmit-unknown`` did not buy ``job`` again: by how much the budget is short."""
+    async def _shortfall(self, request: PlannedRequest, key: str) -> str:
+        """Why ``--resubmit-unknown`` did not buy the job again: by how much the budget is short."""
         spend = await self._db(self.store.spend, self.run_id)
-        left = max(spend.limit - spend.committed, Decimal(0))
-        return (
-            f"--resubmit-unknown: buying {self._where(request)} again costs {usd(request.cost)}, "
-            f"but run {self.run_id} has {usd(left)} of its {usd(spend.limit)} budget left (short by "
-            f"{usd(request.cost - left)}; a resumed run keeps its limit). It stays unknown and may be "
-            f"billed up to {usd(from_micro(job.reserved_micro))}: look for the request in the "
-            "provider's dashboard or ledger"
-        )
+        job = await self._db(self.store.get, key)
+        place = where(request.narrative, request.variant, request.pass_, request.segment)
+        return shortfall(self.run_id, place, request.cost, spend.limit, spend.committed, job.reserved)
 
     # --- one job ------------------------------------------------------------------------------
 
@@ -177,22 +147,8 @@ class Engine:
 
     async def _body(self, request: PlannedRequest, start_image: str | None) -> dict[str, Any]:
         """What determines the job's output; images by content, never by (changing) URL."""
-        spec = request.spec(start_image_url=start_image)
-        start_id, end_id = await asyncio.to_thread(
-            lambda: (image_identity(start_image), image_identity(self.local(request.end_image)))
-        )
-        return {
-            "model_id": spec.model_id,
-            "prompt": spec.prompt,
-            "negative_prompt": spec.negative_prompt,
-            "duration": spec.duration,
-            "aspect_ratio": spec.aspect_ratio,
-            "cfg_scale": spec.cfg_scale,
-            "generate_audio": spec.generate_audio,
-            "seed": spec.seed,
-            "start_image": start_id,
-            "end_image": end_id,
-        }
+        end_image = self.local(request.end_image)
+        return await asyncio.to_thread(job_body, request, start_image, end_image)
 
     async def generate(self, request: PlannedRequest, start_image: str | None) -> JobResult:
         """Run (or resume) one job; through the wrapper when there is one."""
@@ -201,6 +157,7 @@ class Engine:
         return await self.wrap(request, lambda: self._generate(request, start_image))
 
     async def _generate(self, request: PlannedRequest, start_image: str | None) -> JobResult:
+        """The job's loop: read where it stands, then apply attempts until the table ends it."""
         body = await self._body(request, start_image)
         job = await self._db(
             self.store.upsert_job,
@@ -212,34 +169,33 @@ class Engine:
             body=body,
         )
         dest = self.layout.clip(request.narrative, request.variant, request.pass_, request.segment)
+        attempt = _Attempt(job.key, job.status)
         if job.status == JobStatus.COMPLETED:
             reused = await self._reuse(request, job.key, dest)
             if reused is not None:
                 return reused
+            # The clip is gone or damaged; the request was paid: followed again as charged.
+            attempt.state = JobStatus.CHARGED
         if job.status == JobStatus.SUBMITTING and not job.request_id:
             # Interrupted between reserving and the provider's answer: the request may exist.
-            reason = "interrupted while submitting"
-            await self._db(self.store.mark_unknown, job.key, reason)
+            await self._apply(attempt, Event.ANSWER_LOST, error="interrupted while submitting")
             job = await self._db(self.store.get, job.key)
-        replace_unknown = False
-        if job.status == JobStatus.UNKNOWN:
-            if not self.resubmit_unknown:
-                advice = self.unknown_advice(
-                    request, job.error or "its submit answer was lost", from_micro(job.reserved_micro)
-                )
-                self._emit("unknown", request, advice)
-                return JobResult(request, JobStatus.UNKNOWN, error=advice)
-            replace_unknown = True
+        if attempt.state is JobStatus.UNKNOWN and not self.resubmit_unknown:
+            advice = unknown_advice(
+                self.run_id, self.script_file, job.error or "its submit answer was lost", job.reserved
+            )
+            self._emit("unknown", request, advice)
+            return JobResult(request, JobStatus.UNKNOWN, error=advice)
         submission: Submission | None = None
-        if job.request_id and job.status in (JobStatus.SUBMITTED, JobStatus.CHARGED, JobStatus.COMPLETED):
+        if job.request_id and attempt.state in (JobStatus.SUBMITTED, JobStatus.CHARGED):
             # Bought before (a completed one's clip is gone or damaged): follow that request to
             # its clip, never buy it again.
             submission = Submission(request_id=job.request_id, model_id=body["model_id"])
         failures = 0
         while True:
             resumed = submission is not None
-            result = await self._attempt(request, job.key, dest, start_image, submission, replace_unknown)
-            submission, replace_unknown = None, False
+            result = await self._attempt(request, attempt, dest, start_image, submission)
+            submission = None
             if resumed and result.status == JobStatus.CANCELLED:
                 # Cancelled while queued (Ctrl-C on an earlier run): never billed, buy it now.
                 continue
@@ -270,7 +226,7 @@ class Engine:
             # The clip is gone or damaged; the request was paid: download it again, never re-buy.
             return None
         self._emit("reused", request)
-        clip = Clip(request, found, job.sha256 or "", job.request_id or "", from_micro(job.charged_micro))
+        clip = Clip(request, found, job.sha256 or "", job.request_id or "", job.charged)
         return JobResult(request, JobStatus.COMPLETED, clip=clip, reused=True)
 
     def _cost(self, request: PlannedRequest, result: ResultInfo | None) -> Decimal:
@@ -279,152 +235,187 @@ class Engine:
             return result.cost_usd
         return request.cost
 
-    async def _charge(self, request: PlannedRequest, key: str, result: ResultInfo) -> None:
-        """The provider says the request completed, so it billed it: record the charge now,
-        before the download that may fail or be interrupted."""
+    async def _charge(self, request: PlannedRequest, attempt: _Attempt, result: ResultInfo) -> None:
+        """Event ``completed_result``: the provider says the request completed, so it billed it:
+        record the charge now, before the download that may fail or be interrupted."""
         cost = self._cost(request, result)
-        if await self._db(self.store.mark_charged, key, result.request_id, cost):
-            self._emit("charged", request, f"{result.request_id}: {usd(cost)}")
+        if attempt.state is JobStatus.SUBMITTED:
+            attempt.state = step(attempt.state, Event.COMPLETED_RESULT).state
+        if await self._db(self.store.mark_charged, attempt.key, result.request_id, cost):
+            self._emit("charged", request, f"{result.request_id}: {format_usd(cost, exact=True)}")
             await self.report_spend()
+
+    async def _apply(self, attempt: _Attempt, event: Event, *, error: str | None = None) -> JobStatus:
+        """Apply ``event`` to the job: its next state from the table, written to the store."""
+        attempt.state = step(attempt.state, event).state
+        if event is Event.ANSWER_LOST:
+            await self._db(self.store.mark_unknown, attempt.key, error or "its submit answer was lost")
+        elif event in (Event.REJECTED, Event.FAILED, Event.CANCELLED):
+            await self._db(self.store.mark_ended, attempt.key, attempt.state, error=error)
+            await self.report_spend()
+        return attempt.state
 
     async def _attempt(
         self,
         request: PlannedRequest,
-        key: str,
+        attempt: _Attempt,
         dest: Path,
         start_image: str | None,
         submission: Submission | None,
-        replace_unknown: bool = False,
     ) -> JobResult:
-        spec = request.spec()
-        # The in-flight slot is held while the request is queued or running at the provider, and
-        # freed when it finishes: reading the result and downloading need no provider slot.
+        """One try at the job: submit (unless following ``submission``), follow, settle.
+
+        The in-flight slot is held while the request is queued or running at the provider, and
+        freed when it finishes: reading the result and downloading need no provider slot.
+        """
         slot = contextlib.AsyncExitStack()
         await slot.enter_async_context(self.limits.in_flight())
         async with slot:
+            spec = request.spec()
             if submission is None:
-                try:
-                    # Uploads and the wait for a submit turn come before the reservation, so
-                    # that "submitting" in the store means a paid request may really be out.
-                    end_image = self.local(request.end_image)
-                    start_url = await self.image_url(start_image) if start_image else None
-                    end_url = await self.image_url(end_image) if end_image else None
-                    spec = request.spec(start_url, end_url)
-                    outcome = await self._submit(key, spec, request.cost, replace_unknown)
-                except JobBusy as exc:
-                    # Another flow run of this run id got here first (the run lock prevents it
-                    # on a server; two local runs of one script may still race): leave it be.
-                    self._emit("failed", request, str(exc))
-                    return JobResult(request, exc.status, error=f"{exc} (rerun once it has finished)")
-                except SubmitOutcomeUnknown as exc:
-                    await self._db(self.store.mark_unknown, key, str(exc))
-                    advice = self.unknown_advice(request, str(exc), request.cost)
-                    self._emit("unknown", request, advice)
-                    return JobResult(request, JobStatus.UNKNOWN, error=advice)
-                except (AuthError, NoBalance) as exc:
-                    await self._db(self.store.mark_ended, key, JobStatus.FAILED, error=str(exc))
-                    await self.report_spend()
-                    raise RunAborted(exc) from exc
-                except ProviderError as exc:
-                    # Refused before anything was created (4xx): nothing billed.
-                    await self._db(self.store.mark_ended, key, JobStatus.FAILED, error=str(exc))
-                    await self.report_spend()
-                    self._emit("failed", request, str(exc))
-                    reason = f"refused: {exc}" if isinstance(exc, BadRequest) else str(exc)
-                    return JobResult(request, JobStatus.FAILED, error=reason)
-                if outcome is None:
-                    job = await self._db(self.store.get, key)
-                    if replace_unknown and job.status == JobStatus.UNKNOWN:
-                        reason = await self._shortfall(request, job)
-                        self._emit("skipped", request, reason)
-                        return JobResult(request, JobStatus.UNKNOWN, error=reason)
-                    self._emit("skipped", request, BUDGET_EXHAUSTED)
-                    return JobResult(request, JobStatus.FAILED, error=BUDGET_EXHAUSTED)
-                submission = outcome
-                await self._db(self.store.mark_submitted, key, submission.request_id)
-                await self.report_spend()
-                self._emit("submitted", request, submission.request_id)
+                sent = await self._submit_step(request, attempt, start_image)
+                if isinstance(sent, JobResult):
+                    return sent
+                spec, submission = sent
             else:
                 self._emit("resumed", request, submission.request_id)
-            self.live[key] = submission.request_id
-            try:
-                report = await run_job(
-                    charge_when_finished(self.provider, lambda result: self._charge(request, key, result)),
-                    spec,
-                    dest,
-                    policy=self.policy,
-                    submission=submission,
-                    on_terminal=slot.aclose,
-                )
-            finally:
-                self.live.pop(key, None)
-        rid = submission.request_id
-        if report.outcome is JobOutcome.COMPLETED and report.clip is not None:
-            cost = self._cost(request, report.result)
-            clip_path = Path(report.clip.path)
-            await self._db(
-                self.store.mark_completed,
-                key,
-                file=str(clip_path),
-                sha256=report.clip.sha256,
-                size=report.clip.size,
-                cost=cost,
-            )
-            await self.report_spend()
-            if self.shared is not None:
-                await self.shared.put(request, clip_path, report.clip.sha256)
-            self._emit("done", request, rid)
-            clip = Clip(request, clip_path, report.clip.sha256, rid, cost)
-            return JobResult(request, JobStatus.COMPLETED, clip=clip)
-        error = str(report.error) if report.error else report.outcome.value
-        if report.result is not None and report.result.state is JobState.COMPLETED:
-            # Billed, but the clip did not arrive (download refused, truncated, invalid): the
-            # money is spent (charged when the result said so), the clip is fetched on a rerun.
-            await self._charge(request, key, report.result)
-            message = (
-                f"{error} — request {rid} is charged ({usd(self._cost(request, report.result))}) "
-                "but its clip was not downloaded: run again to download it (it is not bought again)"
-            )
-            self._emit("failed", request, message)
-            return JobResult(request, JobStatus.CHARGED, error=message)
-        if (
-            report.outcome is JobOutcome.FAILED
-            and report.result is not None
-            and report.result.state is JobState.FAILED
-        ):
-            await self._db(self.store.mark_ended, key, JobStatus.FAILED, error=error)
-            await self.report_spend()
-            self._emit("failed", request, error)
-            return JobResult(request, JobStatus.FAILED, error=error)
-        if report.outcome is JobOutcome.CANCELLED:
-            await self._db(self.store.mark_ended, key, JobStatus.CANCELLED, error=error)
-            await self.report_spend()
-            self._emit("failed", request, error)
-            return JobResult(request, JobStatus.CANCELLED, error=error)
-        # Timed out, or no answer to say how it ended: the request stays submitted (and
-        # reserved) so that a rerun follows it again instead of buying it twice.
-        self._emit("failed", request, error)
-        return JobResult(request, JobStatus.SUBMITTED, error=f"{error} (rerun to pick it up again)")
+            report = await self._follow(request, attempt, spec, dest, submission, slot.aclose)
+        return await self._settle(request, attempt, report, submission.request_id)
 
-    async def _submit(
-        self, key: str, spec: GenerationSpec, cost: Decimal, replace_unknown: bool = False
-    ) -> Submission | None:
-        """Wait for a submit turn, reserve ``cost``, submit; None when the budget refuses.
+    async def _submit_step(
+        self, request: PlannedRequest, attempt: _Attempt, start_image: str | None
+    ) -> tuple[GenerationSpec, Submission] | JobResult:
+        """Upload images, reserve, submit: the accepted request, or how the attempt ended."""
+        try:
+            # Uploads and the wait for a submit turn come before the reservation, so that
+            # "submitting" in the store means a paid request may really be out.
+            end_image = self.local(request.end_image)
+            start_url = await self.image_url(start_image) if start_image else None
+            end_url = await self.image_url(end_image) if end_image else None
+            spec = request.spec(start_url, end_url)
+            submission = await self._submit(attempt, spec, request.cost)
+        except JobBusy as exc:
+            # Another flow run of this run id got here first (the run lock prevents it on a
+            # server; two local runs of one script may still race): leave it be.
+            self._emit("failed", request, str(exc))
+            return JobResult(request, exc.status, error=f"{exc} (rerun once it has finished)")
+        except ProviderError as exc:
+            event = submit_error_event(exc)
+            if not allows(attempt.state, event):
+                # Failed before the reservation (an upload) of a job the table keeps as it is
+                # (an unknown one stays unknown and reserved): nothing to write.
+                if isinstance(exc, AuthError | NoBalance):
+                    raise RunAborted(exc) from exc
+                self._emit("failed", request, str(exc))
+                return JobResult(request, attempt.state, error=str(exc))
+            state = await self._apply(attempt, event, error=str(exc))
+            if event is Event.ANSWER_LOST:
+                advice = unknown_advice(self.run_id, self.script_file, str(exc), request.cost)
+                self._emit("unknown", request, advice)
+                return JobResult(request, state, error=advice)
+            if isinstance(exc, AuthError | NoBalance):
+                raise RunAborted(exc) from exc
+            # Refused before anything was created (4xx): nothing billed.
+            self._emit("failed", request, str(exc))
+            reason = f"refused: {exc}" if isinstance(exc, BadRequest) else str(exc)
+            return JobResult(request, state, error=reason)
+        if submission is None:
+            # The budget refused the reservation: nothing changed in the store.
+            if attempt.state is JobStatus.UNKNOWN:
+                reason = await self._shortfall(request, attempt.key)
+                self._emit("skipped", request, reason)
+                return JobResult(request, JobStatus.UNKNOWN, error=reason)
+            self._emit("skipped", request, BUDGET_EXHAUSTED)
+            return JobResult(request, JobStatus.FAILED, error=BUDGET_EXHAUSTED)
+        attempt.state = step(attempt.state, Event.ACCEPTED).state
+        await self._db(self.store.mark_submitted, attempt.key, submission.request_id)
+        await self.report_spend()
+        self._emit("submitted", request, submission.request_id)
+        return spec, submission
 
-        A 429 (after the adapter's own waits) created nothing: the reservation is released and
-        everybody slows down before the next turn.
+    async def _submit(self, attempt: _Attempt, spec: GenerationSpec, cost: Decimal) -> Submission | None:
+        """Wait for a submit turn, reserve ``cost`` (event ``reserve``, or ``resubmit`` for an
+        unknown job), submit; None when the budget refuses.
+
+        A 429 (after the adapter's own waits) created nothing (event ``not_sent``): the
+        reservation is released and everybody slows down before the next turn.
         """
         while True:
             await self.limits.before_submit()
-            begun = await self._db(self.store.begin_submit, key, cost, replace_unknown=replace_unknown)
+            replace = attempt.state is JobStatus.UNKNOWN
+            begun = await self._db(self.store.begin_submit, attempt.key, cost, replace_unknown=replace)
             if begun is None:
                 return None
+            attempt.state = begun.status
             await self.report_spend()
             try:
                 return await self.provider.submit(spec)
             except RateLimited as exc:
-                await self._db(self.store.mark_not_sent, key, str(exc))
+                attempt.state = step(attempt.state, Event.NOT_SENT).state
+                await self._db(self.store.mark_not_sent, attempt.key, str(exc))
                 self.limits.slow_down(exc.retry_after or DEFAULT_SLOW_DOWN_S * self.policy.latency.scale)
+
+    async def _follow(
+        self,
+        request: PlannedRequest,
+        attempt: _Attempt,
+        spec: GenerationSpec,
+        dest: Path,
+        submission: Submission,
+        on_terminal: Callable[[], Awaitable[None]],
+    ) -> JobReport:
+        """Wait for the request, read its result (charging it), download and verify its clip."""
+        self.live[attempt.key] = submission.request_id
+        try:
+            return await run_job(
+                charge_when_finished(self.provider, lambda result: self._charge(request, attempt, result)),
+                spec,
+                dest,
+                policy=self.policy,
+                submission=submission,
+                on_terminal=on_terminal,
+            )
+        finally:
+            self.live.pop(attempt.key, None)
+
+    async def _settle(
+        self, request: PlannedRequest, attempt: _Attempt, report: JobReport, rid: str
+    ) -> JobResult:
+        """Map how the request ended to an event, apply it, and say how the job ended."""
+        event = report_event(report, attempt.state)
+        if event is Event.DOWNLOADED and report.clip is not None:
+            cost = self._cost(request, report.result)
+            clip_path = Path(report.clip.path)
+            done = report.clip
+            await self._db(
+                self.store.mark_completed,
+                attempt.key,
+                file=str(clip_path),
+                sha256=done.sha256,
+                size=done.size,
+                cost=cost,
+            )
+            attempt.state = step(attempt.state, event).state
+            await self.report_spend()
+            if self.shared is not None:
+                await self.shared.put(request, clip_path, done.sha256)
+            self._emit("done", request, rid)
+            return JobResult(request, attempt.state, clip=Clip(request, clip_path, done.sha256, rid, cost))
+        error = report_error(report)
+        if event is Event.DOWNLOAD_FAILED:
+            # Billed, but the clip did not arrive (download refused, truncated, invalid): the money
+            # is spent (charged when the result said so), the clip is fetched on a rerun.
+            if report.result is not None and report.result.state is JobState.COMPLETED:
+                await self._charge(request, attempt, report.result)
+            state = step(attempt.state, event).state
+            message = charged_not_downloaded(error, rid, self._cost(request, report.result))
+            self._emit("failed", request, message)
+            return JobResult(request, state, error=message)
+        state = await self._apply(attempt, event, error=error)
+        self._emit("failed", request, error)
+        if event is Event.TIMED_OUT:
+            return JobResult(request, state, error=f"{error} (rerun to pick it up again)")
+        return JobResult(request, state, error=error)
 
     # --- a pass -------------------------------------------------------------------------------
 
@@ -448,7 +439,7 @@ class Engine:
                     request.narrative, request.variant, request.pass_, request.segment - 1
                 )
                 frame.parent.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(last_frame, previous.clip.path, frame)
+                await asyncio.to_thread(self.extract_last_frame, previous.clip.path, frame)
                 start = str(frame)
             else:
                 start = self.local(request.start_image)

@@ -17,7 +17,13 @@ The spend ledger is one row per run holding its limit, the money *reserved* for 
 flight and the money *charged*. ``reserve`` is a single conditional UPDATE
 (``reserved + charged + amount <= limit``), atomic in every SQL database, so no interleaving of
 concurrent submitters — threads, processes or machines sharing the database — can take a run's
-spend over its limit. Amounts are integers in micro-USD (prices are whole mills).
+spend over its limit. Money is ``Decimal`` USD everywhere in klingflow; integer micro-USD (prices
+are whole mills) is only how these columns hold it, converted at this store's boundary
+(:func:`~pipeline.store.schema.to_micro` on the way in, ``Spend``/``Job.reserved``/``Job.charged``
+and :class:`RunSummary` in ``Decimal`` on the way out).
+
+Every state change asks the transition table (:mod:`pipeline.store.transitions`) for the job's
+next state and its ledger effect; a pair the table refuses writes nothing.
 
 Several workers may share one store (``KLINGFLOW_STORE_URL``, e.g.
 ``postgresql+psycopg://user@host/klingflow``), so every write that depends on what it read takes
@@ -51,6 +57,8 @@ from pipeline.store.schema import (
     TERMINAL,
     Job,
     JobStatus,
+    PaidRequest,
+    RunSummary,
     Spend,
     from_micro,
     job_key,
@@ -61,6 +69,7 @@ from pipeline.store.schema import (
     sqlite_pragmas,
     to_micro,
 )
+from pipeline.store.transitions import Effect, Event, allows, step
 
 __all__ = [
     "BUYABLE",
@@ -69,19 +78,23 @@ __all__ = [
     "Job",
     "JobStatus",
     "JobStore",
+    "PaidRequest",
+    "RunSummary",
     "Spend",
+    "SqlJobStore",
     "from_micro",
     "job_key",
     "to_micro",
 ]
 
 
-class JobStore:
-    """Jobs, paid requests and the spend ledger of runs, in one SQL database.
+class SqlJobStore:
+    """Jobs, paid requests and the spend ledger of runs, in one SQL database (implements
+    :class:`pipeline.store.base.JobStore`; every state change asks the transition table).
 
     Example::
 
-        store = JobStore.open("sqlite:///runs/summer/jobs.db")
+        store = SqlJobStore.open("sqlite:///runs/summer/jobs.db")
         store.ensure_run("summer-ab12", script="summer", limit=Decimal("40"))
     """
 
@@ -90,10 +103,10 @@ class JobStore:
         _create_tables(engine)
 
     @classmethod
-    def open(cls, url: str) -> JobStore:
+    def open(cls, url: str) -> SqlJobStore:
         """Open (creating tables if needed) the store at an SQLAlchemy URL.
 
-        Example: ``JobStore.open("postgresql+psycopg://klingflow@db.internal/klingflow")``.
+        Example: ``SqlJobStore.open("postgresql+psycopg://klingflow@db.internal/klingflow")``.
         """
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +127,7 @@ class JobStore:
             raise
 
     @classmethod
-    def in_directory(cls, directory: Path) -> JobStore:
+    def in_directory(cls, directory: Path) -> SqlJobStore:
         """The default store: SQLite in ``directory/jobs.db``."""
         return cls.open(f"sqlite:///{directory / 'jobs.db'}")
 
@@ -173,7 +186,7 @@ class JobStore:
                 runs.update().where(runs.c.run_id == run_id).values(status=status, updated_at=time.time())
             )
 
-    def list_runs(self) -> list[dict[str, Any]]:
+    def list_runs(self) -> list[RunSummary]:
         """Every run, newest first, with its money and job counts by status."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(runs).order_by(runs.c.created_at.desc())).all()
@@ -186,16 +199,16 @@ class JobStore:
         for run_id, status, count in counts:
             by_run.setdefault(run_id, {})[status] = count
         return [
-            {
-                "run_id": r.run_id,
-                "script": r.script,
-                "status": r.status,
-                "limit_usd": from_micro(r.limit_micro),
-                "reserved_usd": from_micro(r.reserved_micro),
-                "charged_usd": from_micro(r.charged_micro),
-                "jobs": by_run.get(r.run_id, {}),
-                "created_at": r.created_at,
-            }
+            RunSummary(
+                run_id=r.run_id,
+                script=r.script,
+                status=r.status,
+                limit=from_micro(r.limit_micro),
+                reserved=from_micro(r.reserved_micro),
+                charged=from_micro(r.charged_micro),
+                jobs=by_run.get(r.run_id, {}),
+                created_at=r.created_at,
+            )
             for r in rows
         ]
 
@@ -256,50 +269,47 @@ class JobStore:
         """Reserve ``amount`` on the run and mark the job ``submitting`` — one transaction.
 
         Returns None (and changes nothing) when the reservation would take the run over its
-        limit; raises JobBusy when the job is not :data:`BUYABLE` (another process submitted it
-        since this one read it). Call it *before* sending the paid request.
+        limit; raises JobBusy when the job may not be bought (the table refuses ``reserve``:
+        another process submitted it since this one read it). Call it *before* sending the paid
+        request.
 
         With ``replace_unknown`` an ``unknown`` job may be bought again (the user's explicit
-        opt-in): its lost request is counted as charged at its reserved amount (the safe side:
-        it may be billed) in the same transaction, so a refusal leaves it ``unknown`` and intact.
+        opt-in, event ``resubmit``): its lost request is counted as charged at its reserved
+        amount (the safe side: it may be billed) in the same transaction, so a refusal leaves it
+        ``unknown`` and intact.
         """
         micro = to_micro(amount)
         with self._tx() as tx:
             job = _job(tx, key)
-            replacing = replace_unknown and job.status == JobStatus.UNKNOWN
-            if job.status not in BUYABLE and not replacing:
+            event = Event.RESUBMIT if replace_unknown and job.status == JobStatus.UNKNOWN else Event.RESERVE
+            if not allows(job.status, event):
                 raise JobBusy(key, job.status)
+            move = step(job.status, event)
             if not self._reserve(tx, job.run_id, micro):
                 return None
-            if replacing:
+            charged = job.charged_micro
+            if move.effect is Effect.WRITE_OFF_AND_RESERVE:
                 # Reserved → charged leaves the run's committed total as it was.
                 self._settle(tx, job, job.reserved_micro)
-                tx.execute(
-                    requests.update()
-                    .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
-                    .values(status=JobStatus.UNKNOWN.value, charged_micro=job.reserved_micro)
-                )
-                tx.execute(
-                    jobs.update()
-                    .where(jobs.c.key == key)
-                    .values(charged_micro=job.charged_micro + job.reserved_micro)
-                )
+                self._set_request(tx, job, status=JobStatus.UNKNOWN, charged_micro=job.reserved_micro)
+                charged += job.reserved_micro
             attempt = job.attempts + 1
             tx.execute(
                 jobs.update()
                 .where(jobs.c.key == key)
                 .values(
-                    status=JobStatus.SUBMITTING.value,
+                    status=move.state.value,
                     attempts=attempt,
                     request_id=None,
                     reserved_micro=micro,
+                    charged_micro=charged,
                     error=None,
                     updated_at=time.time(),
                 )
             )
             tx.execute(
                 requests.insert().values(
-                    job_key=key, attempt=attempt, status=JobStatus.SUBMITTING.value, created_at=time.time()
+                    job_key=key, attempt=attempt, status=move.state.value, created_at=time.time()
                 )
             )
         return self.get(key)
@@ -308,33 +318,17 @@ class JobStore:
         """The paid request was certainly not created (refused before it was made, e.g. 429):
         release the reservation and put the job back to ``planned``."""
         with self._tx() as tx:
-            job = _job(tx, key)
-            self._settle(tx, job, 0)
-            tx.execute(
-                jobs.update()
-                .where(jobs.c.key == key)
-                .values(status=JobStatus.PLANNED.value, reserved_micro=0, error=error, updated_at=time.time())
-            )
-            tx.execute(
-                requests.update()
-                .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
-                .values(status="not_sent")
-            )
+            self._move(tx, _job(tx, key), Event.NOT_SENT, request_status="not_sent", error=error)
 
     def mark_submitted(self, key: str, request_id: str) -> None:
-        """The provider accepted the request: remember its id before polling."""
+        """The provider accepted the request: remember its id before polling.
+
+        Raises JobBusy when the job is no longer ``submitting`` (another process moved it)."""
         with self._tx() as tx:
             job = _job(tx, key)
-            tx.execute(
-                jobs.update()
-                .where(jobs.c.key == key)
-                .values(status=JobStatus.SUBMITTED.value, request_id=request_id, updated_at=time.time())
-            )
-            tx.execute(
-                requests.update()
-                .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
-                .values(status=JobStatus.SUBMITTED.value, request_id=request_id)
-            )
+            if not allows(job.status, Event.ACCEPTED):
+                raise JobBusy(key, job.status)
+            self._move(tx, job, Event.ACCEPTED, request_id=request_id)
 
     def _settle(self, tx: Connection, job: Job, charged: int) -> None:
         """Move the job's reservation to charged (``charged`` may be 0: released)."""
@@ -348,27 +342,49 @@ class JobStore:
             )
         )
 
-    def _close_attempt(
-        self, tx: Connection, job: Job, status: JobStatus, charged: int, **values: Any
-    ) -> None:
-        """End the job's current attempt: settle its reservation, record status and charge."""
-        self._settle(tx, job, charged)
-        tx.execute(
-            jobs.update()
-            .where(jobs.c.key == job.key)
-            .values(
-                status=status.value,
-                reserved_micro=0,
-                charged_micro=job.charged_micro + charged,
-                updated_at=time.time(),
-                **values,
-            )
-        )
+    def _set_request(self, tx: Connection, job: Job, **values: Any) -> None:
+        """Update the row of the job's current attempt (its paid request)."""
+        values = {k: v.value if isinstance(v, JobStatus) else v for k, v in values.items()}
         tx.execute(
             requests.update()
             .where(requests.c.job_key == job.key, requests.c.attempt == job.attempts)
-            .values(status=status.value, charged_micro=charged)
+            .values(**values)
         )
+
+    def _move(
+        self,
+        tx: Connection,
+        job: Job,
+        event: Event,
+        *,
+        cost: int = 0,
+        request_status: str | None = None,
+        **values: Any,
+    ) -> bool:
+        """Apply ``event`` to ``job`` as the transition table says: its next state and its money
+        (``cost`` is what a ``charge`` effect charges). False, and nothing written, when the
+        table refuses the event."""
+        if not allows(job.status, event):
+            return False
+        move = step(job.status, event)
+        charged = {Effect.CHARGE: cost, Effect.WRITE_OFF: job.reserved_micro}.get(move.effect, 0)
+        row: dict[str, Any] = {"status": move.state.value, "updated_at": time.time(), **values}
+        if move.effect is not Effect.KEEP:
+            self._settle(tx, job, charged)
+            row.update(reserved_micro=0, charged_micro=job.charged_micro + charged)
+        tx.execute(jobs.update().where(jobs.c.key == job.key).values(**row))
+        if move.effect is Effect.WRITE_OFF:
+            return True  # the lost request's row keeps its last word
+        # The requests row follows the attempt out at the provider; a job refused before it
+        # reserved anything has no attempt of this try to record.
+        if job.status in (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.CHARGED):
+            request: dict[str, Any] = {"status": request_status or move.state.value}
+            if move.effect is not Effect.KEEP:
+                request["charged_micro"] = charged
+            if "request_id" in values:
+                request["request_id"] = values["request_id"]
+            self._set_request(tx, job, **request)
+        return True
 
     def mark_charged(self, key: str, request_id: str, cost: Decimal) -> bool:
         """The provider finished request ``request_id`` and billed ``cost``: charge it now, before
@@ -377,80 +393,59 @@ class JobStore:
         on to another request."""
         with self._tx() as tx:
             job = _job(tx, key)
-            if job.request_id != request_id or job.status in (JobStatus.CHARGED, JobStatus.COMPLETED):
+            if job.request_id != request_id:
                 return False
-            self._close_attempt(tx, job, JobStatus.CHARGED, to_micro(cost), error=None)
-        return True
+            return self._move(tx, job, Event.COMPLETED_RESULT, cost=to_micro(cost), error=None)
 
     def mark_completed(self, key: str, *, file: str, sha256: str, size: int, cost: Decimal) -> None:
         """The clip is on disk and verified: charge its cost (unless already charged when the
-        provider reported it finished), release the reservation."""
+        provider reported it finished), release the reservation. Idempotent; raises JobBusy when
+        the job has no request whose clip this could be."""
         with self._tx() as tx:
             job = _job(tx, key)
             if job.status == JobStatus.COMPLETED:
                 return
-            if job.status == JobStatus.CHARGED:
-                tx.execute(
-                    jobs.update()
-                    .where(jobs.c.key == key)
-                    .values(
-                        status=JobStatus.COMPLETED.value,
-                        file=file,
-                        sha256=sha256,
-                        size=size,
-                        error=None,
-                        updated_at=time.time(),
-                    )
-                )
-                tx.execute(
-                    requests.update()
-                    .where(requests.c.job_key == key, requests.c.attempt == job.attempts)
-                    .values(status=JobStatus.COMPLETED.value)
-                )
-                return
-            self._close_attempt(
-                tx, job, JobStatus.COMPLETED, to_micro(cost), file=file, sha256=sha256, size=size
+            done = self._move(
+                tx,
+                job,
+                Event.DOWNLOADED,
+                cost=to_micro(cost),
+                file=file,
+                sha256=sha256,
+                size=size,
+                error=None,
             )
+            if not done:
+                raise JobBusy(key, job.status)
 
-    def mark_ended(
-        self, key: str, status: JobStatus, *, error: str | None = None, charged: Decimal = Decimal(0)
-    ) -> None:
-        """The job failed or was cancelled: release its reservation (charging what was billed)."""
+    def mark_ended(self, key: str, status: JobStatus, *, error: str | None = None) -> None:
+        """The job failed or was cancelled: release its reservation (nothing was billed).
+
+        A submitted request that failed or was cancelled is event ``failed``/``cancelled``; a
+        submit refused before anything was created is ``rejected``. Where the table refuses
+        (a charged job is never marked cancelled, say) nothing changes."""
         assert status in {JobStatus.FAILED, JobStatus.CANCELLED}
         with self._tx() as tx:
             job = _job(tx, key)
-            self._close_attempt(tx, job, status, to_micro(charged), error=error)
+            if status == JobStatus.CANCELLED:
+                event = Event.CANCELLED  # only a submitted request is cancelled
+            else:
+                event = Event.FAILED if job.status == JobStatus.SUBMITTED else Event.REJECTED
+            self._move(tx, job, event, error=error)
 
     def mark_unknown(self, key: str, error: str) -> None:
         """The submit's answer was lost: keep the reservation (it may be billed), flag the job."""
         with self._tx() as tx:
-            tx.execute(
-                jobs.update()
-                .where(jobs.c.key == key)
-                .values(status=JobStatus.UNKNOWN.value, error=error, updated_at=time.time())
-            )
+            self._move(tx, _job(tx, key), Event.ANSWER_LOST, request_status="submitting", error=error)
 
     def release_unknown(self, key: str) -> None:
         """Before an explicitly allowed resubmission of an unknown job: count the possibly
         billed request as charged (the safe side), so the limit still holds."""
         with self._tx() as tx:
-            job = _job(tx, key)
-            if job.status != JobStatus.UNKNOWN:
-                return
-            self._settle(tx, job, job.reserved_micro)
-            tx.execute(
-                jobs.update()
-                .where(jobs.c.key == key)
-                .values(
-                    status=JobStatus.PLANNED.value,
-                    reserved_micro=0,
-                    charged_micro=job.charged_micro + job.reserved_micro,
-                    updated_at=time.time(),
-                )
-            )
+            self._move(tx, _job(tx, key), Event.WRITE_OFF)
 
-    def paid_requests(self, run_id: str) -> Iterator[dict[str, Any]]:
-        """Every request submitted for the run's jobs (for manifests and audits)."""
+    def paid_requests(self, run_id: str) -> list[PaidRequest]:
+        """Every request submitted for the run's jobs, in submit order (for manifests and audits)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(requests, jobs.c.narrative, jobs.c.variant, jobs.c["pass"], jobs.c.segment)
@@ -458,8 +453,21 @@ class JobStore:
                 .where(jobs.c.run_id == run_id)
                 .order_by(requests.c.id)
             ).all()
-        for r in rows:
-            yield dict(r._mapping)
+        return [
+            PaidRequest(
+                job_key=r.job_key,
+                attempt=r.attempt,
+                request_id=r.request_id,
+                status=r.status,
+                charged=from_micro(r.charged_micro),
+                narrative=r.narrative,
+                variant=r.variant,
+                pass_=r._mapping["pass"],
+                segment=r.segment,
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
 
 
 def _job(tx: Connection, key: str) -> Job:
@@ -492,3 +500,7 @@ def _create_tables(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         metadata.create_all(conn)  # checks again, under the lock
         conn.commit()
+
+
+#: The SQL store under the name its users have always imported (``JobStore.open(url)``).
+JobStore = SqlJobStore

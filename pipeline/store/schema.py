@@ -1,6 +1,8 @@
 """The job store's tables and rows, and money as integers: what :mod:`pipeline.store.jobs` keeps.
 
-Amounts are integers in micro-USD (prices are whole mills). Names that plans are ordered by sort
+Amounts are integers in micro-USD (prices are whole mills) *in the columns only*: this is the
+store's boundary, where :func:`to_micro` and :func:`from_micro` convert; everything the store
+returns or takes (``Spend``, ``Job.reserved``, costs) is ``Decimal`` USD, as everywhere else. Names that plans are ordered by sort
 bytewise on every database; money and sizes are BIGINT.
 """
 
@@ -13,10 +15,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+
+from pipeline.store.transitions import BUYABLE, TERMINAL, JobStatus
 
 MICRO = Decimal(1_000_000)
 
@@ -31,23 +34,20 @@ def from_micro(micro: int) -> Decimal:
     return Decimal(micro) / MICRO
 
 
-class JobStatus(StrEnum):
-    """Where a job stands; written before the step it names is attempted."""
-
-    PLANNED = "planned"
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    #: The provider finished and billed the request; its clip is not downloaded (verified) yet.
-    CHARGED = "charged"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-    CANCELLED = "cancelled"
-
-
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-#: States from which a job may be bought (again): nothing of it is out at the provider.
-BUYABLE = frozenset({JobStatus.PLANNED, JobStatus.FAILED, JobStatus.CANCELLED})
+# The states live with their transitions (one table); re-exported here for the store's users.
+__all__ = [
+    "BUYABLE",
+    "MICRO",
+    "TERMINAL",
+    "Job",
+    "JobStatus",
+    "PaidRequest",
+    "RunSummary",
+    "Spend",
+    "from_micro",
+    "job_key",
+    "to_micro",
+]
 
 
 #: The PostgreSQL advisory lock held while one worker creates the tables (any constant will do).
@@ -152,8 +152,19 @@ class Job:
     size: int | None
     error: str | None
 
+    @property
+    def reserved(self) -> Decimal:
+        """Money reserved for the job's request in flight, in USD."""
+        return from_micro(self.reserved_micro)
+
+    @property
+    def charged(self) -> Decimal:
+        """Money charged for the job's requests so far, in USD."""
+        return from_micro(self.charged_micro)
+
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> Job:
+        """The job of one ``jobs`` row."""
         m = row._mapping
         return cls(
             key=m["key"],
@@ -187,6 +198,38 @@ class Spend:
     def committed(self) -> Decimal:
         """Reserved plus charged: what the run may still be billed at most."""
         return self.reserved + self.charged
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as ``klingflow status`` lists it: its money and its jobs counted by status."""
+
+    run_id: str
+    script: str
+    status: str
+    limit: Decimal
+    reserved: Decimal
+    charged: Decimal
+    #: Job status → how many jobs of the run are in it.
+    jobs: dict[str, int]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class PaidRequest:
+    """One request submitted for a job (a regenerated job has several), with where it ended."""
+
+    job_key: str
+    attempt: int
+    request_id: str | None
+    #: The job status the attempt ended in, or ``not_sent`` (a 429 created nothing).
+    status: str
+    charged: Decimal
+    narrative: str
+    variant: str
+    pass_: str
+    segment: int
+    created_at: float
 
 
 #: Tries of ``PRAGMA journal_mode=WAL`` on a database others are opening too (about 10 s in all).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def test_report_links_media_relatively_and_escapes_text(tmp_path: Path) -> None:
                 tier="standard",
                 duration_s=5,
                 audio=False,
-                cost_usd=0.42,
+                cost_usd=Decimal("0.42"),
             ),
             PlanRow(
                 narrative="atlantic",
@@ -65,11 +66,11 @@ def test_report_links_media_relatively_and_escapes_text(tmp_path: Path) -> None:
                 tier="pro",
                 duration_s=5,
                 audio=True,
-                cost_usd=0.84,
+                cost_usd=Decimal("0.672"),
             ),
         ),
-        spend_usd=1.26,
-        budget_usd=40,
+        spend_usd=Decimal("1.092"),
+        budget_usd=Decimal(40),
         masters=(
             MasterEntry(
                 narrative="atlantic",
@@ -87,10 +88,10 @@ def test_report_links_media_relatively_and_escapes_text(tmp_path: Path) -> None:
     assert "summer&lt;script&gt;" in html
     assert "1.50 s of &lt;black&gt;" in html
     assert "QC failed" in html
-    assert "$1.26" in html
-    assert "$40.00" in html
-    assert "$0.420" in html
-    assert "$0.840" in html
+    # pipeline.money.format_usd: totals to the cent (half up), a request's cost exactly.
+    assert "$1.09</strong> spent of a $40.00 budget\n  (3%)" in html
+    assert "plan total $1.09, draft $0.42, final $0.67." in html
+    assert ">$0.42<" in html and ">$0.672<" in html
     parser = _Links()
     parser.feed(html)
     assert parser.links

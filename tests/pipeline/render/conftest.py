@@ -75,6 +75,9 @@ def write_story(
     return script
 
 
+# Per test on purpose, unlike the session-wide one of tests/pipeline/providers/conftest.py: the
+# render tests count what the provider charged, so each needs a ledger no other test wrote to.
+# In-process and started in milliseconds, it costs nothing to start anew.
 @pytest.fixture
 def sandbox() -> Iterator[SandboxHandle]:
     """A fresh fault-free sandbox (its ledger belongs to one test): fast, small pictures."""

@@ -6,6 +6,8 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from pipeline.planning.plan import build_plan
 from pipeline.providers.sandbox.config import FaultConfig
 from pipeline.providers.sandbox.server import SandboxHandle
@@ -45,6 +47,7 @@ async def draft_pass(
         return await session.engine.run_pass(plan.requests_for("draft"))
 
 
+@pytest.mark.slow
 def test_spend_never_passes_the_limit_with_faults_and_many_in_flight(
     tmp_path: Path, faulty_sandbox: SandboxHandle
 ) -> None:
@@ -75,6 +78,7 @@ def test_spend_never_passes_the_limit_with_faults_and_many_in_flight(
     )
 
 
+@pytest.mark.slow
 def test_rerun_reuses_clips_and_buys_nothing(tmp_path: Path, sandbox: SandboxHandle) -> None:
     script = write_story(tmp_path)
     settings = settings_for(tmp_path, sandbox)
@@ -101,6 +105,7 @@ def test_rerun_reuses_clips_and_buys_nothing(tmp_path: Path, sandbox: SandboxHan
     assert all(e.charge_count == 1 for e in sandbox.ledger())
 
 
+@pytest.mark.slow
 def test_lost_submit_answer_is_unknown_until_resubmission_is_allowed(
     tmp_path: Path, sandbox: SandboxHandle
 ) -> None:

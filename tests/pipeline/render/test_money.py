@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from pipeline.hashing import sha256_file
 from pipeline.planning.plan import build_plan
 from pipeline.providers.sandbox.config import FaultConfig
 from pipeline.providers.sandbox.server import SandboxHandle
 from pipeline.render import engine as engine_module
+from pipeline.render import job as job_module
 from pipeline.render.engine import JobResult
 from pipeline.render.layout import RunLayout
 from pipeline.render.session import open_run
@@ -84,13 +86,14 @@ def billed(sandbox: SandboxHandle) -> Decimal:
     return sum((e.cost_usd for e in sandbox.ledger() if e.charged), Decimal(0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["truncate", "corrupt"])
 def test_a_billed_request_whose_clip_never_arrived_is_charged_and_fetched_again_for_free(
     tmp_path: Path, sandbox: SandboxHandle, fault: str
 ) -> None:
     script = write_script(tmp_path)
     settings = settings_for(tmp_path, sandbox)
-    sandbox.set_faults(FaultConfig(**{fault: 1.0}))  # type: ignore[arg-type]
+    sandbox.set_faults(FaultConfig(**{fault: 1.0}))
     events: list[tuple[str, str]] = []
     first = asyncio.run(draft_pass(script, settings, events=events))
 
@@ -126,7 +129,7 @@ def test_a_billed_request_whose_clip_never_arrived_is_charged_and_fetched_again_
         spend = store.spend("r1")
         assert (spend.charged, spend.reserved) == (billed(sandbox), Decimal(0))  # not charged twice
         assert {j.status for j in store.jobs_of("r1")} == {JobStatus.COMPLETED}
-        assert [r["status"] for r in store.paid_requests("r1")] == ["completed"] * 3
+        assert [r.status for r in store.paid_requests("r1")] == ["completed"] * 3
     finally:
         store.close()
 
@@ -205,7 +208,7 @@ def test_store_calls_and_hashing_run_off_the_event_loop(tmp_path: Path, sandbox:
 
             return call
 
-    real_hash = engine_module.sha256_file
+    real_hash = sha256_file
 
     def watched_hash(path: Any, *args: Any) -> str:
         hashed.append(str(path))
@@ -217,7 +220,8 @@ def test_store_calls_and_hashing_run_off_the_event_loop(tmp_path: Path, sandbox:
         engine.store = WatchedStore(engine.store)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine_module, "sha256_file", watched_hash)
+        patch.setattr(engine_module, "sha256_file", watched_hash)  # clips, on reuse
+        patch.setattr(job_module, "sha256_file", watched_hash)  # images, in a job's identity
         first = asyncio.run(draft_pass(script, settings, prepare=prepare))
         assert all(r.ok for r in first)
         again = asyncio.run(draft_pass(script, settings, prepare=prepare))  # reuse: hashes clips

@@ -7,6 +7,8 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from pipeline.planning.plan import build_plan
 from pipeline.providers.sandbox.config import FaultConfig
 from pipeline.providers.sandbox.server import SandboxHandle
@@ -34,6 +36,7 @@ async def observed_pass(script: Path, settings: RunSettings, spends: list[Spend]
         await session.engine.run_pass(plan.requests_for("draft"))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_shows_what_earlier_attempts_charged(tmp_path: Path, sandbox: SandboxHandle) -> None:
     script = write_script(tmp_path)
     settings = settings_for(tmp_path, sandbox)

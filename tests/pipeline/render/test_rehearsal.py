@@ -114,6 +114,7 @@ def test_a_master_ffmpeg_cannot_make_refuses_the_run_before_any_submit(
 CROSSFADE = TOO_LONG_FADE.replace("crossfade_seconds: 2.0", "crossfade_seconds: SECONDS")
 
 
+@pytest.mark.slow
 def test_a_passed_rehearsal_is_not_stitched_again_until_a_setting_changes(tmp_path: Path) -> None:
     cache = tmp_path / "rehearsals"
 

@@ -1,0 +1,27 @@
+"""Money inside klingflow is ``Decimal`` USD; this is its one formatter for people.
+
+Prices are whole mills per second, so a request can cost $0.672: shown to people with two
+decimals (half up, as the plan rounds), or exactly when a message is about that one amount
+(``exact=True``: the mills are kept when cents would round them). JSON outputs keep money as
+numbers and do not come through here. The job store keeps integer micro-USD in its columns only
+(:mod:`pipeline.store.schema`).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+CENT = Decimal("0.01")
+
+
+def format_usd(amount: Decimal, *, exact: bool = False) -> str:
+    """``Decimal("8.4")`` → ``"$8.40"``; with ``exact``, ``Decimal("0.672")`` → ``"$0.672"``.
+
+    Negative amounts keep their sign after the dollar sign's place: ``"-$0.50"``.
+    """
+    sign = "-" if amount < 0 else ""
+    magnitude = abs(amount)
+    cents = magnitude.quantize(CENT, rounding=ROUND_HALF_UP)
+    if exact and cents != magnitude:
+        return f"{sign}${magnitude.normalize():f}"
+    return f"{sign}${cents}"
