@@ -296,7 +296,7 @@ def test_the_image_starts_a_prefect_worker_of_klingflow(instructions: list[Instr
 
 
 def test_the_default_command_is_a_klingflow_command(instructions: list[Instruction]) -> None:
-    from pipeline.cli import app
+    from pipeline.cli import app  # type: ignore[attr-defined]
 
     command = _last(instructions, "CMD").exec_form()[0]
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]

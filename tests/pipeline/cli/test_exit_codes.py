@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,7 +206,7 @@ def sandbox(**config: object) -> Iterator[SandboxHandle]:
         yield handle
 
 
-RUNS = {
+RUNS: dict[int, tuple[dict[str, Any], dict[str, str], str]] = {
     0: ({}, {}, "report:"),
     1: ({"faults": FaultConfig(fail=1.0)}, {"KLINGFLOW_MAX_REGENERATIONS": "0"}, "not completed"),
     # Two drafts of $0.504 against a balance of $0.60: the second submit is refused (402).
@@ -238,6 +239,7 @@ def test_run_ends_in_its_code(code: int, tmp_path: Path, prefect_home: Path) -> 
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_prefect_server_that_does_not_answer_is_69(tmp_path: Path, prefect_home: Path) -> None:
     env = _env(tmp_path, prefect_home, PREFECT_API_URL="http://127.0.0.1:1/api")
     done = klingflow(["resume", "some-run"], env, tmp_path, timeout=120)

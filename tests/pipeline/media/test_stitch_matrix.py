@@ -8,6 +8,7 @@ they are joined — so it is exercised by ``tests/test_configs_render.py`` inste
 
 from __future__ import annotations
 
+import functools
 import itertools
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def all_pairs(dimensions: dict[str, tuple[object, ...]]) -> list[dict[str, objec
         row: dict[str, object] = {a: va, b: vb}
         for name in names:
             if name not in row:
-                row[name] = max(dimensions[name], key=lambda v, n=name, r=row: _gain(uncovered, r, n, v))
+                row[name] = max(dimensions[name], key=functools.partial(_gain, uncovered, row, name))
         rows.append(row)
         uncovered -= {((x, row[x]), (y, row[y])) for x, y in itertools.combinations(names, 2)}
     return rows
@@ -128,9 +129,9 @@ def test_every_combination_renders_at_its_scripted_length(
     # Dialogue with markup in it: it must survive as written (issue 12, item 10).
     cues = [Cue(start_s=0.2, end_s=1.5, text="Mara: <b>go</b> --> {\\an8}now")] if row["subtitles"] else None
     options = StitchOptions(
-        transition=row["transition"],  # type: ignore[arg-type]
+        transition=row["transition"],
         crossfade_s=CROSSFADE,
-        loudness_lufs=row["loudness"],  # type: ignore[arg-type]
+        loudness_lufs=row["loudness"],
     )
     result = stitch(inputs, tmp_path / "master.mp4", options, subtitles=cues)
 

@@ -135,7 +135,7 @@ def test_check_schema_raises_bad_request_with_counts() -> None:
         {"prompt": "ok", "start_image_url": "y"},
     ]
     with pytest.raises(BadRequest) as err:
-        check_schema(with_schema, bodies)
+        check_schema(with_schema, bodies)  # type: ignore[arg-type]
     text = str(err.value)
     assert err.value.exit_code == 65
     assert "duration: 20 is above the maximum 15 (1 of 2 requests)" in text

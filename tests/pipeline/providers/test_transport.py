@@ -40,7 +40,7 @@ def anyio_backend() -> str:
         ("fe80::1", False),
         ("224.0.0.1", False),
         ("ff02::1", False),
-        ("0.0.0.0", False),
+        ("0.0.0.0", False),  # noqa: S104 - an address to classify, nothing binds it
         ("::ffff:127.0.0.1", False),  # IPv4-mapped loopback
         ("::ffff:10.0.0.1", False),
         ("100.64.0.1", False),  # carrier-grade NAT: not global

@@ -102,9 +102,10 @@ def test_success_is_no_error() -> None:
 def test_error_mapping(status: int, body: object, kind: type[Exception], code: int | None) -> None:
     error = error_from_response(_response(status, body), operation="status r", request_id="r")
     assert type(error) is kind
-    assert error.error_code == code  # type: ignore[union-attr]
-    assert error.status_code == status  # type: ignore[union-attr]
-    assert error.request_id == "r"  # type: ignore[union-attr]
+    assert error is not None
+    assert error.error_code == code
+    assert error.status_code == status
+    assert error.request_id == "r"
 
 
 def test_validation_error_keeps_detail() -> None:

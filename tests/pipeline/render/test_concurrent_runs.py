@@ -43,8 +43,10 @@ def test_a_second_run_of_one_run_id_stops_at_once_and_nothing_is_bought_twice(
     )
 
     async def both() -> list[list[JobResult] | BaseException]:
-        return await asyncio.gather(
-            draft_pass(script, settings), draft_pass(script, settings), return_exceptions=True
+        return list(
+            await asyncio.gather(
+                draft_pass(script, settings), draft_pass(script, settings), return_exceptions=True
+            )
         )
 
     first, second = asyncio.run(both())

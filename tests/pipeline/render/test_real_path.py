@@ -209,7 +209,7 @@ def _check_money_and_masters(result: Any, origin: str, bundle: Path, runs: Path)
     finally:
         store.close()
     # Every request the provider charged is a job of ours, charged once, at the same price.
-    assert sorted(e["request_id"] for e in charged) == sorted(j.request_id for j in jobs)
+    assert sorted(e["request_id"] for e in charged) == sorted(str(j.request_id) for j in jobs)
     assert all(e["charge_count"] == 1 for e in charged)
     assert Decimal(ledger["total_charged_usd"]) == spend.charged
 
@@ -257,7 +257,7 @@ def test_a_field_the_schema_refuses_stops_the_run_before_any_money(
 
 def _s3_over_tls(authority: trustme.CA, workdir: Path) -> Iterator[str]:
     """moto's S3 served over TLS on loopback (werkzeug with the throwaway CA's certificate)."""
-    from moto.server import DomainDispatcherApplication, create_backend_app
+    from moto.server import DomainDispatcherApplication, create_backend_app  # type: ignore[attr-defined]
     from werkzeug.serving import make_server
 
     cert = authority.issue_cert("127.0.0.1")

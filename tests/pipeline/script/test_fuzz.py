@@ -153,7 +153,7 @@ money = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-10, 10**20),
 )
-settings_keys = {
+settings_keys: dict[str, st.SearchStrategy[Any]] = {
     "aspect_ratio": field(st.sampled_from(["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"])),
     "audio": field(st.booleans()),
     "cfg_scale": field(st.floats(0, 1)),
@@ -178,7 +178,7 @@ narrative = st.fixed_dictionaries(
     {"id": field(st.sampled_from(["a", "b", "c"])), "shots": st.lists(shot, min_size=1, max_size=5)},
     optional={"continuity": field(st.sampled_from(["chain", "independent"])), **settings_keys},
 )
-near_valid_scripts = st.fixed_dictionaries(
+near_valid_scripts: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
     {
         "version": field(st.just(1)),
         "name": field(st.just("fuzz")),

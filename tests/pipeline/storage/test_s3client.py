@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pipeline.archive.settings import S3Settings
@@ -15,7 +17,7 @@ def test_custom_endpoint_client_settings(moto_s3: S3Target) -> None:
     client = make_s3_client(
         S3Settings(endpoint_url=moto_s3.endpoint, max_attempts=4), session=moto_s3.session()
     )
-    config = client.meta.config
+    config: Any = client.meta.config
     assert client.meta.endpoint_url == moto_s3.endpoint
     assert config.request_checksum_calculation == "when_required"
     assert config.response_checksum_validation == "when_required"
@@ -27,7 +29,8 @@ def test_custom_endpoint_client_settings(moto_s3: S3Target) -> None:
 
 def test_aws_client_keeps_boto3_checksums(moto_s3: S3Target) -> None:
     client = make_s3_client(S3Settings(region="eu-west-3"), session=moto_s3.session())
-    assert client.meta.config.request_checksum_calculation == "when_supported"
+    config: Any = client.meta.config
+    assert config.request_checksum_calculation == "when_supported"
     assert client.meta.region_name == "eu-west-3"
     assert "amazonaws.com" in client.meta.endpoint_url
 

@@ -94,7 +94,12 @@ def test_lifecycle_moves_money_from_reserved_to_charged(open_store: OpenStore) -
     assert (spend.reserved, spend.charged) == (Decimal("0"), Decimal("2"))  # counted as billed
     assert store.get(lost).status == JobStatus.PLANNED
     statuses = [(r.request_id, r.status, r.charged) for r in store.paid_requests("r1")]
-    assert statuses == [("req-ok", "completed", 1), ("req-bad", "failed", 0), (None, "submitting", 0)]
+    expected = [
+        ("req-ok", "completed", Decimal(1)),
+        ("req-bad", "failed", Decimal(0)),
+        (None, "submitting", Decimal(0)),
+    ]
+    assert statuses == expected
     assert store.get(ok).size == 10
 
 
