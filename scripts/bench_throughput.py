@@ -12,7 +12,8 @@ in-flight limit and submit rate. Reported, per phase:
   processes) and Prefect's ephemeral API server (a subprocess) are shown separately;
 - **status calls per job** (mean, max) and **peak RSS** of the orchestrating process.
 
-Phases, each in a fresh process against a fresh sandbox process (same seed, same latency draws):
+Phases, each in a fresh process (``scripts/bench_throughput_phases.py``) against a fresh sandbox
+process of ``pipeline/stack/sandbox.py`` (same seed, same latency draws):
 
 1. ``engine``: ``open_run(...)`` + ``session.engine.run_pass(plan.requests_for("draft"))``;
 2. ``flow``: the Prefect flow ``flows.render.render`` in ephemeral mode (each job a task run,
@@ -23,7 +24,7 @@ Phases, each in a fresh process against a fresh sandbox process (same seed, same
    latency scale), then result and download with the same verification; run on an evenly spread
    subset (``--baseline-jobs``) and extrapolated linearly to all jobs.
 
-Lower bound. Let job *i* be accepted by the sandbox at *a_i* and completed there at *f_i*, so its
+Lower bound (``pipeline/stack/measure.py`` has the first two terms). Let job *i* be accepted by the sandbox at *a_i* and completed there at *f_i*, so its
 latency at the sandbox is ℓ_i = f_i − a_i (queue wait + render, as the sandbox drew them). With
 F requests in flight, a submit rate R (token bucket, burst B) and N jobs:
 
@@ -49,14 +50,9 @@ renders the cache, ~1–2 min more).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
 import platform
-import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -65,10 +61,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.planning.plan import PlannedRequest, build_plan
+from pipeline.providers.sandbox.config import SandboxConfig
+from pipeline.script.loader import load_script
+from pipeline.stack.measure import (
+    limit_bound,
+    load_average,
+    max_in_window,
+    peak_concurrency,
+    process_cpu,
+)
+from pipeline.stack.sandbox import SandboxProcess, warm_render_cache
+
 SHOTS = (10, 8, 12, 6, 15, 10, 9, 14, 7, 11)  # one request each (no two fit in 15 s together)
-CLI_INTERVAL_S = 2.0
-RUN_ID = "bench-throughput"
-HOST = "127.0.0.1"
+#: The measured phases, each run in a fresh process of its own.
+PHASES_SCRIPT = Path(__file__).with_name("bench_throughput_phases.py")
 
 
 # --- the render script ------------------------------------------------------------------------
@@ -99,372 +106,21 @@ def write_script(path: Path, variants: int, archive: Path) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def draft_requests(script: Path) -> list[Any]:
-    from pipeline.planning.plan import build_plan
-    from pipeline.script.loader import load_script
-
-    return build_plan(load_script(script).script).requests_for("draft")
-
-
-# --- CPU and memory -----------------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, user+sys CPU seconds) of a live process, from /proc."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def process_cpu(pid: int) -> float:
-    """user+sys CPU seconds of one live process (0 when it is gone)."""
-    stat = _proc_stat(pid)
-    return stat[1] if stat else 0.0
-
-
-def descendants_cpu() -> float:
-    """CPU seconds of this process's live descendants (e.g. Prefect's ephemeral API server)."""
-    parents: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
-            parents[int(entry.name)] = stat
-    mine, frontier = set[int](), {os.getpid()}
-    while frontier:
-        frontier = {pid for pid, (ppid, _) in parents.items() if ppid in frontier} - mine
-        mine |= frontier
-    return sum(parents[pid][1] for pid in mine)
-
-
-class CpuMeter:
-    """CPU of this process, of its finished children (ffprobe) and of its live descendants."""
-
-    def __init__(self) -> None:
-        self.start = self._read()
-
-    @staticmethod
-    def _read() -> tuple[float, float, float]:
-        me = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime, descendants_cpu()
-
-    def stop(self) -> dict[str, float]:
-        end = self._read()
-        own, children, live = (e - s for e, s in zip(end, self.start, strict=True))
-        return {"cpu_self_s": own, "cpu_children_s": children, "cpu_descendants_s": live}
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def status_calls(calls: Any, request_ids: list[str]) -> list[int]:
-    return [calls.get(rid, "status") for rid in request_ids]
-
-
-# --- the sandbox, in its own process ----------------------------------------------------------
-
-
-def serve_sandbox(config_json: str, data_dir: str) -> None:
-    """Child process: a sandbox on a free port (printed), plus ``GET /bench/jobs`` (timings)."""
-    import uvicorn
-    from starlette.responses import JSONResponse
-
-    from pipeline.providers.sandbox.app import create_app
-    from pipeline.providers.sandbox.config import SandboxConfig
-    from pipeline.providers.sandbox.server import uvicorn_config
-
-    app = create_app(SandboxConfig.model_validate_json(config_json), Path(data_dir))
-    state = app.state
-
-    def jobs() -> list[dict[str, Any]]:
-        offset = time.time() - time.monotonic()  # monotonic → wall clock
-        return [
-            {
-                "request_id": j.request_id,
-                "prompt": j.inp.prompt,
-                "duration": j.inp.duration,
-                "status": j.status,
-                "accepted": j.created_at,
-                "start": j.start_at + offset,
-                "modelled_done": j.done_at + offset,
-                "finished": j.finished_at,
-            }
-            for j in state.jobs.values()
-        ]
-
-    async def with_timings(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/bench/jobs":
-            await JSONResponse(jobs())(scope, receive, send)
-            return
-        await app(scope, receive, send)
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
-    print(sock.getsockname()[1], flush=True)
-    server = uvicorn.Server(uvicorn_config(with_timings, HOST, 0))  # type: ignore[arg-type]
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT that stopped it
-        server.run(sockets=[sock])
-
-
-class Sandbox:
-    """A sandbox process started by the parent; ``jobs()`` reads its per-job timings."""
-
-    def __init__(self, config: dict[str, Any], data_dir: Path, cache: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / "renders").symlink_to(cache, target_is_directory=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve-sandbox", json.dumps(config), str(data_dir)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        port = int(self.proc.stdout.readline())
-        self.origin = f"http://{HOST}:{port}"
-        self.base_url = f"{self.origin}/v1"
-        import httpx
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.origin}/bench/jobs", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
-
-    def jobs(self) -> list[dict[str, Any]]:
-        import httpx
-
-        return list(httpx.get(f"{self.origin}/bench/jobs", timeout=30).json())
-
-    def cpu(self) -> float:
-        return process_cpu(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def sandbox_config(args: argparse.Namespace, *, warm: bool = False) -> dict[str, Any]:
-    if warm:  # render everything at once, no modelled waiting, no limits
-        return {
-            "latency_scale": 0.0,
-            "render_scale": args.render_scale,
-            "render_workers": 2,
-            "slots": 64,
-            "submit_rate_per_s": 10_000,
-            "submit_burst": 10_000,
-            "max_in_flight": 10_000,
-        }
-    # The provider-side limits stay generous (defaults): the client's limits are under test.
-    return {"latency_scale": args.scale, "render_scale": args.render_scale, "slots": args.slots}
-
-
-async def warm_cache(base_url: str, origin: str, specs: list[Any]) -> None:
-    """Have the sandbox render every clip once (cached by content for the timed phases)."""
-    from pipeline.providers.runcomfy import RunComfyProvider
-    from pipeline.providers.settings import ProviderSettings
-
-    settings = ProviderSettings(base_url=base_url, token_file=Path("/nonexistent"))
-    async with RunComfyProvider(settings, download_origins=(origin,)) as provider:
-        pending = [(await provider.submit(spec)).request_id for spec in specs]
-        while pending:
-            await asyncio.sleep(0.5)
-            states = await asyncio.gather(*(provider.status(rid) for rid in pending))
-            pending = [s.request_id for s in states if not s.state.is_terminal]
-
-
-# --- phases (each in a fresh child process) ---------------------------------------------------
-
-
-async def phase_engine(p: dict[str, Any]) -> dict[str, Any]:
-    from pipeline.planning.plan import build_plan
-    from pipeline.render.limits import LocalLimits
-    from pipeline.render.session import open_run
-    from pipeline.render.settings import RunSettings
-    from pipeline.script.loader import load_script
-
-    settings = RunSettings(
-        runs_dir=Path(p["runs_dir"]),
-        max_in_flight=p["in_flight"],
-        submit_rate_per_s=p["rate"],
-        submit_burst=p["burst"],
-        sandbox_url=p["base_url"],
-        sandbox_latency_scale=p["scale"],
-        sandbox_render_scale=p["render_scale"],
-    )
-    loaded = load_script(p["script"])
-    plan = build_plan(loaded.script)
-    # Light tracing (a few dict writes per job) to split each in-flight slot's time: when the
-    # job's task took and released its slot, which request it submitted, when it last had an
-    # answer to a status call (the terminal one).
-    held: dict[Any, list[list[float]]] = {}
-    submitted: dict[Any, str] = {}
-    last_status: dict[str, float] = {}
-
-    class TracedLimits(LocalLimits):
-        @contextlib.asynccontextmanager
-        async def in_flight(self) -> Any:
-            async with super().in_flight():
-                span = [time.time(), 0.0]
-                held.setdefault(asyncio.current_task(), []).append(span)
-                try:
-                    yield
-                finally:
-                    span[1] = time.time()
-
-    def on_event(event: str, _request: Any, detail: str) -> None:
-        if event == "submitted":
-            submitted[asyncio.current_task()] = detail
-
-    limits = TracedLimits(p["in_flight"], p["rate"], p["burst"])
-    rss_before = peak_rss_mb()
-    async with open_run(
-        loaded, plan, run_id=RUN_ID, settings=settings, provider="sandbox", limits=limits
-    ) as session:
-        provider = session.provider.provider
-        status = provider.status
-
-        async def traced_status(request_id: str) -> Any:
-            info = await status(request_id)
-            last_status[request_id] = time.time()
-            return info
-
-        provider.status = traced_status  # type: ignore[method-assign]
-        session.engine.on_event = on_event
-        requests = plan.requests_for("draft")
-        meter, t0 = CpuMeter(), time.monotonic()
-        results = await session.engine.run_pass(requests)
-        makespan = time.monotonic() - t0
-        cpu = meter.stop()
-        ids = [r.clip.request_id for r in results if r.clip is not None]
-        calls = status_calls(provider.calls, ids)
-    slots = {
-        rid: {"acquired": held[task][-1][0], "released": held[task][-1][1], "seen": last_status.get(rid)}
-        for task, rid in submitted.items()
-    }
-    return {
-        "jobs": len(requests),
-        "ok": len(ids),
-        "makespan_s": makespan,
-        **cpu,
-        "status_calls": calls,
-        "rss_before_mb": rss_before,
-        "peak_rss_mb": peak_rss_mb(),
-        "pass_started": time.time() - (time.monotonic() - t0),
-        "slots": slots,
-    }
-
-
-async def phase_flow(p: dict[str, Any]) -> dict[str, Any]:
-    # The environment (KLINGFLOW_*, PREFECT_*) was set by the parent before this process began.
-    from flows.render import render
-    from pipeline.render.engine import Engine
-
-    seen: dict[str, Any] = {}
-    original = Engine.run_pass
-
-    async def timed_run_pass(self: Engine, requests: Any) -> Any:
-        meter, t0 = CpuMeter(), time.monotonic()
-        seen["pass_started"] = time.time()
-        results = await original(self, requests)
-        seen["makespan_s"] = time.monotonic() - t0
-        seen.update(meter.stop())
-        seen["jobs"] = len(requests)
-        ids = [r.clip.request_id for r in results if r.clip is not None]
-        seen["ok"] = len(ids)
-        seen["status_calls"] = status_calls(self.provider.calls, ids)  # type: ignore[attr-defined]
-        seen["peak_rss_pass_mb"] = peak_rss_mb()
-        return results
-
-    Engine.run_pass = timed_run_pass  # type: ignore[method-assign]
-    rss_before = peak_rss_mb()
-    meter, t0 = CpuMeter(), time.monotonic()
-    summary = await render(
-        script=p["script"], run_id=RUN_ID, provider="sandbox", max_in_flight=p["in_flight"]
-    )
-    total = time.monotonic() - t0
-    whole = meter.stop()
-    return {
-        **seen,
-        "flow_total_s": total,
-        "flow_cpu_self_s": whole["cpu_self_s"],
-        "flow_cpu_children_s": whole["cpu_children_s"],
-        "flow_cpu_descendants_s": whole["cpu_descendants_s"],
-        "rss_before_mb": rss_before,
-        "peak_rss_mb": peak_rss_mb(),
-        "masters": len(summary["masters"]),
-        "masters_delivered": sum(1 for m in summary["masters"] if m["path"] and not m["error"]),
-        "delivered": summary["delivered"],
-    }
-
-
-async def fixed_poll(provider: Any, request_id: str, interval: float) -> None:
-    """The RunComfy CLI's wait (as ``scripts/bench_polling.py``): a status call every ``interval``."""
-    while True:
-        await asyncio.sleep(interval)
-        if (await provider.status(request_id)).state.is_terminal:
-            return
-
-
-async def phase_baseline(p: dict[str, Any]) -> dict[str, Any]:
-    from pipeline.providers.runcomfy import RunComfyProvider
-    from pipeline.providers.settings import ProviderSettings
-
-    requests = draft_requests(Path(p["script"]))
-    subset = [requests[i] for i in p["indices"]]
-    out = Path(p["runs_dir"])  # made by the parent
-    settings = ProviderSettings(base_url=p["base_url"], token_file=Path("/nonexistent"))
-    rss_before = peak_rss_mb()
-    async with RunComfyProvider(settings, download_origins=(p["origin"],)) as provider:
-        meter, t0 = CpuMeter(), time.monotonic()
-        ids = []
-        for n, request in enumerate(subset):
-            spec = request.spec()
-            rid = (await provider.submit(spec)).request_id
-            await fixed_poll(provider, rid, CLI_INTERVAL_S * p["scale"])
-            result = await provider.result(rid)
-            if result.video_url is not None:
-                await provider.download(result.video_url, out / f"{n:03d}.mp4", spec)
-                ids.append(rid)
-        makespan = time.monotonic() - t0
-        cpu = meter.stop()
-        calls = status_calls(provider.calls, ids)
-    return {
-        "jobs": len(subset),
-        "ok": len(ids),
-        "makespan_s": makespan,
-        **cpu,
-        "status_calls": calls,
-        "rss_before_mb": rss_before,
-        "peak_rss_mb": peak_rss_mb(),
-    }
-
-
-PHASES = {"engine": phase_engine, "flow": phase_flow, "baseline": phase_baseline}
-
-
 def run_phase(name: str, params: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
     result_file = Path(params["runs_dir"]).with_suffix(".json")
     params = {**params, "result_file": str(result_file)}
     subprocess.run(
-        [sys.executable, __file__, "--phase", name, json.dumps(params)],
+        [sys.executable, str(PHASES_SCRIPT), name, json.dumps(params)],
         check=True,
         env=env,
         cwd=Path(__file__).resolve().parent.parent,
     )
     return dict(json.loads(result_file.read_text()))
+
+
+def draft_requests(script: Path) -> list[PlannedRequest]:
+    """The draft pass of ``script``: what every phase buys."""
+    return build_plan(load_script(script).script).requests_for("draft")
 
 
 # --- the lower bound --------------------------------------------------------------------------
@@ -475,34 +131,19 @@ def lower_bound(
 ) -> dict[str, float]:
     """The bound described in the module docstring, from the sandbox's per-job timings."""
     done = [j for j in jobs if j["finished"] is not None]
-    latencies = sorted(j["finished"] - j["accepted"] for j in done)
-    n = len(latencies)
-    by_in_flight = sum(latencies) / in_flight
-    by_rate = max(max(0.0, (n - k - burst) / rate) + latencies[k] for k in range(n))
+    bound = limit_bound([j["finished"] - j["accepted"] for j in done], in_flight, rate, burst)
     by_slots = sum(j["modelled_done"] - j["start"] for j in done) / slots
-    # Sanity: the limits as the sandbox saw them.
-    events = sorted([(j["accepted"], 1) for j in done] + [(j["finished"], -1) for j in done])
-    level = peak = 0
-    for _, step in events:
-        level += step
-        peak = max(peak, level)
-    accepted = sorted(j["accepted"] for j in done)
-    window = max(sum(1 for b in accepted[i:] if b - a < 1.0) for i, a in enumerate(accepted))
     lag = [j["finished"] - j["modelled_done"] for j in done]
     return {
-        "bound_s": max(by_in_flight, by_rate, by_slots),
-        "by_in_flight_s": by_in_flight,
-        "by_rate_s": by_rate,
+        **bound,
+        "bound_s": max(bound["bound_s"], by_slots),
         "by_slots_s": by_slots,
-        "latency_mean_s": statistics.mean(latencies),
-        "latency_min_s": latencies[0],
-        "latency_max_s": latencies[-1],
-        "latency_sum_s": sum(latencies),
         "render_lag_max_s": max(lag),
         "render_lag_mean_s": statistics.mean(lag),
-        "observed_peak_in_flight": peak,
-        "observed_max_submits_1s": window,
-        "first_accept": accepted[0],
+        # Sanity: the limits as the sandbox saw them.
+        "observed_peak_in_flight": peak_concurrency([(j["accepted"], j["finished"]) for j in done]),
+        "observed_max_submits_1s": max_in_window([j["accepted"] for j in done], 1.0),
+        "first_accept": min(j["accepted"] for j in done),
         "last_finish": max(j["finished"] for j in done),
     }
 
@@ -535,6 +176,7 @@ def fmt_calls(calls: list[int]) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
+    args.load_before = load_average()
     cache = Path(args.cache_dir or Path(tempfile.gettempdir()) / f"kf-bench-throughput-r{args.render_scale}")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kf_bench_throughput_") as tmp:
@@ -550,11 +192,9 @@ def main(args: argparse.Namespace) -> None:
         )
 
         t0 = time.monotonic()
-        sandbox = Sandbox(sandbox_config(args, warm=True), work / "sandbox-warm", cache)
-        try:
-            asyncio.run(warm_cache(sandbox.base_url, sandbox.origin, [r.spec() for r in requests]))
-        finally:
-            sandbox.stop()
+        warm_render_cache(
+            [r.spec() for r in requests], cache, work / "sandbox-warm", render_scale=args.render_scale
+        )
         print(f"render cache ready in {time.monotonic() - t0:.1f} s ({cache})", flush=True)
 
         common = {
@@ -570,7 +210,8 @@ def main(args: argparse.Namespace) -> None:
         bounds: dict[str, dict[str, float]] = {}
         order = ["engine"] + ([] if args.skip_flow else ["flow"]) + ["baseline"]
         for name in order:
-            sandbox = Sandbox(sandbox_config(args), work / f"sandbox-{name}", cache)
+            sandbox = SandboxProcess.probed(timed_config(args), work / f"sandbox-{name}", render_cache=cache)
+            sandbox.start()
             try:
                 params = {
                     **common,
@@ -585,10 +226,10 @@ def main(args: argparse.Namespace) -> None:
                     params["indices"] = [round(i * n / k) for i in range(k)]
                 elif name == "flow":
                     env = flow_env(params, work)
-                cpu0 = sandbox.cpu()
+                cpu0 = process_cpu(sandbox.pid)
                 print(f"phase {name} ...", flush=True)
                 phases[name] = run_phase(name, params, env)
-                phases[name]["sandbox_cpu_s"] = sandbox.cpu() - cpu0
+                phases[name]["sandbox_cpu_s"] = process_cpu(sandbox.pid) - cpu0
                 if name != "baseline":
                     jobs = sandbox.jobs()
                     bounds[name] = lower_bound(jobs, args.in_flight, args.rate, args.burst, args.slots)
@@ -603,6 +244,12 @@ def main(args: argparse.Namespace) -> None:
                 sandbox.stop()
             print(f"phase {name}: {phases[name]['makespan_s']:.1f} s", flush=True)
         report(args, n, phases, bounds, breakdown)
+
+
+def timed_config(args: argparse.Namespace) -> SandboxConfig:
+    """The timed phases' sandbox: the provider-side limits stay generous (defaults), the client's
+    limits are under test."""
+    return SandboxConfig(latency_scale=args.scale, render_scale=args.render_scale, slots=args.slots)
 
 
 def flow_env(params: dict[str, Any], work: Path) -> dict[str, str]:
@@ -736,12 +383,9 @@ def report(
     print()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{platform.python_implementation()} {platform.python_version()}"
+        f"{platform.python_implementation()} {platform.python_version()}; load average "
+        f"{' '.join(args.load_before)} before, {' '.join(load_average())} after"
     )
-    print("\n".join(table))
-    print()
-    for note in notes:
-        print("- " + note)
 
     cmd = (
         f".venv/bin/python scripts/bench_throughput.py --variants {args.variants} --in-flight {args.in_flight} "
@@ -777,14 +421,6 @@ def report(
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve-sandbox":
-        serve_sandbox(sys.argv[2], sys.argv[3])
-        sys.exit(0)
-    if len(sys.argv) == 4 and sys.argv[1] == "--phase":
-        phase_params = json.loads(sys.argv[3])
-        outcome = asyncio.run(PHASES[sys.argv[2]](phase_params))
-        Path(phase_params["result_file"]).write_text(json.dumps(outcome))
-        sys.exit(0)
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--variants", type=int, default=20, help="variants × 10 segments = jobs")
     parser.add_argument("--in-flight", type=int, default=8, help="client limit: requests in flight")

@@ -15,7 +15,6 @@ Tests switch stamina to instant retries with ``stamina.set_testing(True, attempt
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -36,16 +35,6 @@ MAX_DELAY_S: Final = 8.0
 JITTER_S: Final = 1.0
 #: A Retry-After longer than this is clamped: a broken header must not park a job for hours.
 MAX_RETRY_AFTER_S: Final = 60.0
-
-#: Statuses worth retrying on a free call (the RunComfy CLI maps 408 and 429 to "retryable").
-RETRYABLE_STATUSES: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-_JITTER_RNG = random.Random()  # noqa: S311 - jitter spreads retries; it guards no secret
-
-
-def is_retryable_status(status_code: int) -> bool:
-    """True when an HTTP status on a *free* call is worth another attempt."""
-    return status_code in RETRYABLE_STATUSES or status_code >= 500
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -73,23 +62,6 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     if seconds is None or not math.isfinite(seconds):
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
-
-
-def backoff_delay(
-    attempt: int,
-    *,
-    initial: float = INITIAL_DELAY_S,
-    maximum: float = MAX_DELAY_S,
-    jitter: float = JITTER_S,
-    rng: random.Random | None = None,
-) -> float:
-    """Delay before retry number ``attempt`` (1-based): exponential, plus jitter, capped.
-
-    The same curve stamina applies to retries; exposed for callers that pause by hand, and tests.
-    """
-    base = initial * (2.0 ** max(attempt - 1, 0))
-    spread = (rng or _JITTER_RNG).uniform(0.0, jitter) if jitter > 0 else 0.0
-    return min(maximum, base + spread)
 
 
 def free_call_hook(exc: Exception) -> bool | float:

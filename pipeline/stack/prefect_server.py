@@ -104,9 +104,7 @@ class PrefectServer:
                     return self
             time.sleep(0.5)
         self.stop()
-        raise StackError(
-            f"the Prefect server did not answer within {timeout:.0f} s", log_tail=tail(self.log)
-        )
+        raise StackError(f"the Prefect server did not answer within {timeout:.0f} s", log_tail=tail(self.log))
 
     def stop(self) -> None:
         """Stop the server (safe to call twice)."""

@@ -90,6 +90,7 @@ def test_a_broken_script_is_never_deployed(tmp_path: Path, capsys: pytest.Captur
     assert str(broken) in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     env = {
         **os.environ,

