@@ -387,6 +387,10 @@ class Engine:
             cost = self._cost(request, report.result)
             clip_path = Path(report.clip.path)
             done = report.clip
+            if self.shared is not None:
+                # Shared storage first: a job the store calls completed is one any worker can
+                # fetch; a kill in between leaves it charged, and a resume downloads it again.
+                await self.shared.put(request, clip_path, done.sha256)
             await self._db(
                 self.store.mark_completed,
                 attempt.key,
@@ -397,8 +401,6 @@ class Engine:
             )
             attempt.state = step(attempt.state, event).state
             await self.report_spend()
-            if self.shared is not None:
-                await self.shared.put(request, clip_path, done.sha256)
             self._emit("done", request, rid)
             return JobResult(request, attempt.state, clip=Clip(request, clip_path, done.sha256, rid, cost))
         error = report_error(report)

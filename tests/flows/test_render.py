@@ -21,6 +21,7 @@ import pytest
 from pipeline.media.probe import probe
 from pipeline.providers.sandbox.config import SandboxConfig
 from pipeline.providers.sandbox.server import SandboxHandle, run_sandbox
+from pipeline.stack.runs import run_command, start_run, wait_for_submits
 
 from ..pipeline.render.conftest import SCALE, write_story
 
@@ -141,16 +142,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _submitted(db: Path) -> int:
-    if not db.is_file():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return int(conn.execute("select count(*) from jobs where request_id is not null").fetchone()[0])
-    except sqlite3.Error:
-        return 0
-
-
 #: The first run submits a burst of 4 requests, then 2 a second, and is stopped once the 5th is
 #: out. ``sandbox serve`` renders 4 at a time, so the 5th waits in the queue until one of the
 #: first four finishes: a Ctrl-C cancels it there, and the resumed run must buy it again. The
@@ -239,25 +230,12 @@ def test_killed_run_resumes_and_pays_each_job_once(
             except httpx.HTTPError:
                 time.sleep(0.2)
         script = _resume_script(tmp_path)
-        command = [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "run",
-            str(script),
-            "--provider",
-            "sandbox",
-            "--run-id",
-            "crash",
-        ]
-        with (tmp_path / "first-run.log").open("w") as log:
-            first = subprocess.Popen(
-                command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        command = run_command(script, "crash")
+        first = start_run(
+            script, "crash", cwd=tmp_path, env=env, log=tmp_path / "first-run.log", new_session=True
+        )
         db = tmp_path / "runs" / "crash" / "jobs.db"
-        deadline = time.monotonic() + 180
-        while _submitted(db) < KILL_AFTER and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_submits(db, KILL_AFTER, first)
         assert first.poll() is None, (tmp_path / "first-run.log").read_text()[-3000:]
         if how == "SIGKILL":
             os.killpg(first.pid, signal.SIGKILL)

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from pipeline.archive.manifest import SegmentRecord, Timings, build_manifest, write_manifest
+from pipeline.planning.plan import Pass
 from pipeline.stack.ports import free_ports
 from pipeline.stack.s3 import ADMIN_KEY, ADMIN_SECRET, BUCKET, READER_KEY, READER_SECRET
 
@@ -74,7 +76,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 SCRIPT_NAME = "summer-launch"
 
 
-def segment(narrative: str, variant: str, pass_: str, index: int) -> SegmentRecord:
+def segment(narrative: str, variant: str, pass_: Pass, index: int) -> SegmentRecord:
     """A plausible segment record."""
     return SegmentRecord(
         narrative=narrative,
@@ -93,7 +95,7 @@ def segment(narrative: str, variant: str, pass_: str, index: int) -> SegmentReco
 
 
 def add_master(
-    run_dir: Path, narrative: str, variant: str, pass_: str, media: dict[str, Path], *, sidecars: bool = True
+    run_dir: Path, narrative: str, variant: str, pass_: Pass, media: dict[str, Path], *, sidecars: bool = True
 ) -> Path:
     """Write one finished master (files and manifest) into ``run_dir``; return its directory."""
     info = json.loads((run_dir / "run.json").read_text())
@@ -136,7 +138,7 @@ def make_run(tmp_path: Path, media: dict[str, Path]) -> Callable[..., Path]:
         run_dir.mkdir(parents=True)
         (run_dir / "run.json").write_text(json.dumps({"script": SCRIPT_NAME, "run_id": run_id}))
         for narrative, variant, pass_ in masters:
-            add_master(run_dir, narrative, variant, pass_, media)
+            add_master(run_dir, narrative, variant, cast(Pass, pass_), media)
         return run_dir
 
     return build

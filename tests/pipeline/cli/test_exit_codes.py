@@ -13,10 +13,8 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -28,6 +26,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.providers.sandbox.config import FaultConfig, SandboxConfig
 from pipeline.providers.sandbox.server import SandboxHandle, run_sandbox
+from pipeline.stack.runs import start_run, wait_for_submits
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -336,16 +335,6 @@ def test_full_disk_is_73(finished_run: Path, tmp_path: Path, prefect_home: Path)
     assert "Traceback" not in output
 
 
-def _submitted(db: Path) -> int:
-    if not db.is_file():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return int(conn.execute("select count(*) from jobs where request_id is not null").fetchone()[0])
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.slow
 def test_sigint_is_130(tmp_path: Path, prefect_home: Path) -> None:
     script = _tiny_script(tmp_path, variants=4)
@@ -358,28 +347,8 @@ def test_sigint_is_130(tmp_path: Path, prefect_home: Path) -> None:
             KLINGFLOW_SANDBOX_URL=handle.base_url,
             KLINGFLOW_SANDBOX_LATENCY_SCALE="0.5",
         )
-        with (tmp_path / "run.log").open("w") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pipeline.cli",
-                    "run",
-                    str(script),
-                    "--provider",
-                    "sandbox",
-                    "--run-id",
-                    run_id,
-                ],
-                cwd=tmp_path,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        db = tmp_path / "runs" / run_id / "jobs.db"
-        while _submitted(db) < 1 and proc.poll() is None:
-            time.sleep(0.05)
+        proc = start_run(script, run_id, cwd=tmp_path, env=env, log=tmp_path / "run.log", new_session=True)
+        wait_for_submits(tmp_path / "runs" / run_id / "jobs.db", 1, proc)
         assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C
         assert proc.wait(60) == 130

@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .test_exit_codes import _env, _submitted, _tiny_script, klingflow, sandbox
+from pipeline.stack.runs import start_run, wait_for_submits
+
+from .test_exit_codes import _env, _tiny_script, klingflow, sandbox
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
@@ -49,27 +51,9 @@ def test_a_stopped_run_cancels_what_is_queued_and_exits_130(
             KLINGFLOW_SUBMIT_RATE_PER_S="0.5",
             KLINGFLOW_SUBMIT_BURST="3",
         )
-        with (tmp_path / "run.log").open("w") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pipeline.cli",
-                    "run",
-                    str(script),
-                    "--provider",
-                    "sandbox",
-                    "--run-id",
-                    run_id,
-                ],
-                cwd=tmp_path,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_run(script, run_id, cwd=tmp_path, env=env, log=tmp_path / "run.log")
         db = tmp_path / "runs" / run_id / "jobs.db"
-        while _submitted(db) < 3 and proc.poll() is None:
-            time.sleep(0.05)
+        wait_for_submits(db, 3, proc)
         assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)  # only the process, as docker stop / timeout do

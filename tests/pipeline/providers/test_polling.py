@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -15,6 +16,7 @@ from pipeline.providers.base import (
     CancelOutcome,
     DownloadedClip,
     JobState,
+    Provider,
     ResultInfo,
     StatusInfo,
     Submission,
@@ -25,6 +27,11 @@ from pipeline.providers.wire import UnreadableAnswer
 
 SPEC = GenerationSpec(tier=Tier.STANDARD, prompt="p", duration=5)
 SUB = Submission(request_id="r", model_id=SPEC.model_id)
+
+
+def as_provider(fake: object) -> Provider:
+    """The fakes here answer only what polling calls (status, result): enough for these tests."""
+    return cast(Provider, fake)
 
 
 @dataclass
@@ -75,7 +82,12 @@ class Timeline:
 def wait(timeline: Timeline, policy: PollPolicy | None = None) -> tuple[int, float]:
     outcome = asyncio.run(
         wait_for_completion(
-            timeline, SUB, SPEC, policy or PollPolicy(), clock=timeline.clock, sleep=timeline.sleep
+            as_provider(timeline),
+            SUB,
+            SPEC,
+            policy or PollPolicy(),
+            clock=timeline.clock,
+            sleep=timeline.sleep,
         )
     )
     assert outcome.status.state is timeline.final
@@ -125,7 +137,9 @@ def test_transient_errors_do_not_end_the_wait() -> None:
 def test_failed_and_cancelled_are_terminal(final: JobState) -> None:
     timeline = Timeline(start=1.0, done=30.0, final=final)
     outcome = asyncio.run(
-        wait_for_completion(timeline, SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep)
+        wait_for_completion(
+            as_provider(timeline), SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep
+        )
     )
     # The wait ends with the first look that sees the state, and looks no more.
     assert outcome.status.state is final
@@ -139,7 +153,12 @@ def test_wait_is_capped() -> None:
     with pytest.raises(GenerationTimeout, match="still unfinished") as info:
         asyncio.run(
             wait_for_completion(
-                timeline, SUB, SPEC, PollPolicy(max_wait_s=600.0), clock=timeline.clock, sleep=timeline.sleep
+                as_provider(timeline),
+                SUB,
+                SPEC,
+                PollPolicy(max_wait_s=600.0),
+                clock=timeline.clock,
+                sleep=timeline.sleep,
             )
         )
     assert info.value.request_id == "r"
@@ -158,7 +177,11 @@ def test_permanent_errors_end_the_wait() -> None:
 def test_scale_shrinks_every_interval() -> None:
     fast = PollPolicy(latency=LatencyModel(scale=0.01))
     timeline = Timeline(start=0.05, done=0.7)
-    asyncio.run(wait_for_completion(timeline, SUB, SPEC, fast, clock=timeline.clock, sleep=timeline.sleep))
+    asyncio.run(
+        wait_for_completion(
+            as_provider(timeline), SUB, SPEC, fast, clock=timeline.clock, sleep=timeline.sleep
+        )
+    )
     assert timeline.now < 2.0
 
 
@@ -234,7 +257,9 @@ class ResultTimeline(Timeline):
 def test_polls_read_the_result_and_keep_the_terminal_answer() -> None:
     timeline = ResultTimeline(start=1.0, done=150.0)
     outcome = asyncio.run(
-        wait_for_completion(timeline, SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep)
+        wait_for_completion(
+            as_provider(timeline), SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep
+        )
     )
     assert set(timeline.looks) == {"result"}
     assert outcome.result is not None and outcome.result.video_url == "https://cdn.runcomfy.net/v.mp4"
@@ -244,7 +269,9 @@ def test_polls_read_the_result_and_keep_the_terminal_answer() -> None:
 def test_after_a_queued_answer_the_status_gives_the_queue_position() -> None:
     timeline = ResultTimeline(start=120.0, done=190.0)
     asyncio.run(
-        wait_for_completion(timeline, SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep)
+        wait_for_completion(
+            as_provider(timeline), SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep
+        )
     )
     assert timeline.looks[:2] == ["result", "status"]
 
@@ -253,7 +280,13 @@ def test_result_polling_can_be_turned_off() -> None:
     timeline = ResultTimeline(start=1.0, done=150.0)
     outcome = asyncio.run(
         wait_for_completion(
-            timeline, SUB, SPEC, PollPolicy(), clock=timeline.clock, sleep=timeline.sleep, via_result=False
+            as_provider(timeline),
+            SUB,
+            SPEC,
+            PollPolicy(),
+            clock=timeline.clock,
+            sleep=timeline.sleep,
+            via_result=False,
         )
     )
     assert set(timeline.looks) == {"status"} and outcome.result is None
