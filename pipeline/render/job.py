@@ -6,6 +6,7 @@ images enter it by content, never by the presigned URL they are uploaded to.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,15 @@ def image_identity(path_or_url: str | None) -> str | None:
 def job_body(request: PlannedRequest, start_image: str | None, end_image: str | None) -> dict[str, Any]:
     """What determines the job's output (hashes image files: call it from a worker thread)."""
     spec = request.spec(start_image_url=start_image)
+    # Every field of the spec but the images' URLs (and the tier, which the model id names);
+    # images by content. The job key hashes this with sorted keys.
+    fields = {k: v for k, v in dataclasses.asdict(spec).items() if k not in _NOT_IDENTITY}
     return {
         "model_id": spec.model_id,
-        "prompt": spec.prompt,
-        "negative_prompt": spec.negative_prompt,
-        "duration": spec.duration,
-        "aspect_ratio": spec.aspect_ratio,
-        "cfg_scale": spec.cfg_scale,
-        "generate_audio": spec.generate_audio,
-        "seed": spec.seed,
+        **fields,
         "start_image": image_identity(start_image),
         "end_image": image_identity(end_image),
     }
+
+
+_NOT_IDENTITY = frozenset({"tier", "start_image_url", "end_image_url"})

@@ -20,7 +20,7 @@ from typing import Any
 from pipeline.archive.archiver import ArchiveReport, archive_run
 from pipeline.errors import ArchiveError, DiskFull, InputError
 from pipeline.media.report import MasterEntry, PlanRow, ReportInput, write_report
-from pipeline.planning.plan import Pass, PlannedRequest, RenderPlan
+from pipeline.planning.plan import Pass, PlannedRequest, RenderPlan, request_to_dict
 from pipeline.pricing import to_cents
 from pipeline.render.engine import Engine, JobResult
 from pipeline.render.layout import RunLayout
@@ -218,19 +218,7 @@ class RenderRun:
             "final_tier": b.final_tier.value if b.final_tier else None,
             "finals_planned": len(b.final_variants),
             "degraded": list(b.degraded),
-            "requests": [
-                {
-                    "segment": r.segment,
-                    "tier": r.tier.value,
-                    "duration": r.duration,
-                    "audio": r.audio,
-                    "shots": r.shots,
-                    "trimmed_seconds": r.trimmed_seconds,
-                    "cost_usd": str(r.cost),
-                    "chained": r.chained,
-                }
-                for r in requests
-            ],
+            "requests": [_manifest_request(request_to_dict(r)) for r in requests],
         }
 
     async def select(self, drafts: Sequence[MasterOutcome]) -> list[str]:
@@ -301,3 +289,12 @@ class RenderRun:
             ),
             self.layout.report,
         )
+
+
+#: What a master's manifest records of each of its requests (a subset of ``plan --json``'s).
+MANIFEST_REQUEST_KEYS = ("segment", "tier", "duration", "audio", "shots", "trimmed_seconds", "chained")
+
+
+def _manifest_request(planned: dict[str, Any]) -> dict[str, Any]:
+    # The exact cost as text (the manifest's contract), not the plan's rounded float.
+    return {**{k: planned[k] for k in MANIFEST_REQUEST_KEYS}, "cost_usd": planned["cost_usd_exact"]}
