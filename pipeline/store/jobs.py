@@ -46,13 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.errors import JobBusy
 from pipeline.store.schema import (
     BUYABLE,
-    DDL_LOCK_ID,
     MICRO,
     TERMINAL,
     Job,
@@ -60,10 +58,11 @@ from pipeline.store.schema import (
     PaidRequest,
     RunSummary,
     Spend,
+    create_tables,
     from_micro,
+    insert_if_absent,
     job_key,
     jobs,
-    metadata,
     requests,
     runs,
     sqlite_pragmas,
@@ -100,7 +99,7 @@ class SqlJobStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        _create_tables(engine)
+        create_tables(engine)
 
     @classmethod
     def open(cls, url: str) -> SqlJobStore:
@@ -155,7 +154,7 @@ class SqlJobStore:
         """
         now = time.time()
         with self._tx() as tx:
-            _insert_if_absent(
+            insert_if_absent(
                 tx,
                 runs,
                 run_id=run_id,
@@ -230,7 +229,7 @@ class SqlJobStore:
         key = job_key(run_id, narrative, variant, pass_, segment, body)
         now = time.time()
         with self._tx() as tx:
-            _insert_if_absent(
+            insert_if_absent(
                 tx,
                 jobs,
                 key=key,
@@ -474,32 +473,6 @@ def _job(tx: Connection, key: str) -> Job:
     """The job ``key`` read inside transaction ``tx``, locked until it ends (FOR UPDATE; SQLite
     has no row locks and holds the database's write lock instead)."""
     return Job.from_row(tx.execute(sa.select(jobs).where(jobs.c.key == key).with_for_update()).one())
-
-
-def _insert_if_absent(tx: Connection, table: sa.Table, **values: Any) -> None:
-    """Insert a row unless one with its primary key exists (created meanwhile by another worker)."""
-    if tx.dialect.name in {"postgresql", "sqlite"}:
-        insert = postgresql.insert if tx.dialect.name == "postgresql" else sqlite.insert
-        tx.execute(insert(table).values(**values).on_conflict_do_nothing())
-        return
-    where = [column == values[column.name] for column in table.primary_key.columns]
-    if tx.execute(sa.select(*table.primary_key.columns).where(*where)).first() is None:
-        tx.execute(table.insert().values(**values))
-
-
-def _create_tables(engine: Engine) -> None:
-    """Create the tables that are missing, one creator at a time: workers opening a new store
-    together would otherwise race between "is it there?" and CREATE TABLE."""
-    with engine.connect() as conn:
-        inspector = sa.inspect(conn)
-        if all(inspector.has_table(table.name) for table in metadata.sorted_tables):
-            return
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(DDL_LOCK_ID)))
-        elif conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        metadata.create_all(conn)  # checks again, under the lock
-        conn.commit()
 
 
 #: The SQL store under the name its users have always imported (``JobStore.open(url)``).

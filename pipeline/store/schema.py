@@ -18,6 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 
 from pipeline.store.transitions import BUYABLE, TERMINAL, JobStatus
 
@@ -254,3 +256,29 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def insert_if_absent(tx: Connection, table: sa.Table, **values: Any) -> None:
+    """Insert a row unless one with its primary key exists (created meanwhile by another worker)."""
+    if tx.dialect.name in {"postgresql", "sqlite"}:
+        insert = postgresql.insert if tx.dialect.name == "postgresql" else sqlite.insert
+        tx.execute(insert(table).values(**values).on_conflict_do_nothing())
+        return
+    where = [column == values[column.name] for column in table.primary_key.columns]
+    if tx.execute(sa.select(*table.primary_key.columns).where(*where)).first() is None:
+        tx.execute(table.insert().values(**values))
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the tables that are missing, one creator at a time: workers opening a new store
+    together would otherwise race between "is it there?" and CREATE TABLE."""
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        if all(inspector.has_table(table.name) for table in metadata.sorted_tables):
+            return
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(DDL_LOCK_ID)))
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        metadata.create_all(conn)  # checks again, under the lock
+        conn.commit()
