@@ -17,6 +17,7 @@ from flows.operations import cancel, resume, views
 from flows.render import render
 from pipeline.cli.orchestration import DeploymentRow, FlowRunRow
 from pipeline.render.entry import Launch
+from pipeline.render.progress import RunOutcome
 
 
 class PrefectOrchestration:
@@ -32,7 +33,7 @@ class PrefectOrchestration:
         approve: Sequence[str] | None,
         resubmit_unknown: bool,
         rehearse: bool,
-    ) -> Coroutine[Any, Any, dict[str, Any]]:
+    ) -> Coroutine[Any, Any, RunOutcome]:
         """The render flow run of ``launch``'s prepared run (its parameters as a deployment's)."""
         return render(
             script=script,

@@ -43,7 +43,7 @@ from pipeline.render.engine import JobResult
 from pipeline.render.entry import Launch, PreparedRun, open_prepared, prepare_run, resolve_run_id
 from pipeline.render.limits import Limits, LocalLimits
 from pipeline.render.masters import MasterOutcome
-from pipeline.render.progress import RunHooks
+from pipeline.render.progress import RunHooks, RunOutcome
 from pipeline.render.run import RunResult
 from pipeline.render.runlock import SubmitGate
 from pipeline.settings import Settings, load_settings
@@ -177,7 +177,7 @@ async def render(
     resubmit_unknown: bool = False,
     rehearse: bool = False,
     launch: Launch | None = None,
-) -> dict[str, Any]:
+) -> RunOutcome:
     """Render ``script`` end to end; return a summary (masters, spend, what was not delivered).
 
     ``launch`` comes from a caller in this process (``klingflow run``): the run it already
@@ -267,7 +267,7 @@ async def _render(
     approve: list[str] | None,
     resubmit_unknown: bool,
     rehearse: bool = False,
-) -> dict[str, Any]:
+) -> RunOutcome:
     """The run itself, once its limits (and, on a server, its run lock) are held."""
     run, plan = prepared.run_id, prepared.plan
     bar = await acreate_progress_artifact(0.0, key="render-progress", description=f"run {run}")
@@ -302,10 +302,4 @@ async def _render(
     await asyncio.gather(*updates)
     await aupdate_progress_artifact(bar, 100.0, description=f"run {run}: finished")
     await _publish_result(result, plan)
-    summary = progress.summary(result)
-    # Every file the archive refused, with why: "archived to: …" alone hid them.
-    summary["archive_refused"] = [
-        {"path": str(f.path), "error": str(f.error) if f.error else f.outcome.value}
-        for f in (result.archive.refused if result.archive else [])
-    ]
-    return summary
+    return progress.summary(result)

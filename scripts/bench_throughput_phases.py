@@ -161,9 +161,9 @@ async def phase_flow(p: dict[str, Any]) -> dict[str, Any]:
         "flow_cpu_descendants_s": whole["cpu_descendants_s"],
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak_rss_mb(),
-        "masters": len(summary["masters"]),
-        "masters_delivered": sum(1 for m in summary["masters"] if m["path"] and not m["error"]),
-        "delivered": summary["delivered"],
+        "masters": len(summary.masters),
+        "masters_delivered": sum(1 for m in summary.masters if m.path and not m.error),
+        "delivered": summary.delivered,
     }
 
 

@@ -23,6 +23,7 @@ from pipeline.errors import StackError
 
 if TYPE_CHECKING:
     from pipeline.render.entry import Launch
+    from pipeline.render.progress import RunOutcome
 
 #: The entry-point group and name ``flows/`` registers under.
 GROUP = "klingflow.orchestration"
@@ -64,7 +65,7 @@ class Orchestration(Protocol):
         approve: Sequence[str] | None,
         resubmit_unknown: bool,
         rehearse: bool,
-    ) -> Coroutine[Any, Any, dict[str, Any]]:
+    ) -> Coroutine[Any, Any, RunOutcome]:
         """The render flow run of a prepared run, in this process (awaitable)."""
         ...
 

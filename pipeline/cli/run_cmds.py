@@ -17,7 +17,7 @@ import sys
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,9 +28,10 @@ from rich.table import Table
 from pipeline.cli.orchestration import orchestration
 from pipeline.cli.stopping import Stopper, interrupt_before_start, stop_local_run
 from pipeline.errors import ConfigError, RunIncomplete, StackError
+from pipeline.money import format_usd
 from pipeline.planning.plan import PlannedRequest
 from pipeline.render.entry import Launch, prepare_run
-from pipeline.render.progress import RunHooks
+from pipeline.render.progress import RunHooks, RunOutcome
 from pipeline.render.settings import RunSettings
 from pipeline.settings import Settings, load_settings
 from pipeline.store.jobs import JobStatus, JobStore, Spend
@@ -199,7 +200,7 @@ def register(app: typer.Typer) -> None:
             on_event=view.on_event, on_stage=view.on_stage, on_spend=view.on_spend, on_start=sessions.append
         )
 
-        async def render_until_interrupted() -> dict[str, Any]:
+        async def render_until_interrupted() -> RunOutcome:
             flow = asyncio.ensure_future(
                 flows.render(
                     Launch(prepared, settings, hooks),
@@ -219,9 +220,9 @@ def register(app: typer.Typer) -> None:
                 forget_stop_signals()
 
         with view.progress:
-            summary: dict[str, Any] = asyncio.run(render_until_interrupted())
+            summary: RunOutcome = asyncio.run(render_until_interrupted())
         _print_summary(summary)
-        if not summary["delivered"]:
+        if not summary.delivered:
             raise RunIncomplete(f"run {rid} did not deliver everything (see above); run again to resume")
 
     @app.command()
@@ -413,30 +414,30 @@ async def _cancel(
         store.close()
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: RunOutcome) -> None:
     table = Table("narrative", "variant", "pass", "length", "QC")
-    for m in summary["masters"]:
-        qc = "passed" if m["qc_passed"] else ("failed" if m["path"] and not m["error"] else "NOT DELIVERED")
-        length = f"{m['duration_s']:.2f} s" if m["path"] else "-"
-        table.add_row(m["narrative"], m["variant"], m["pass"], length, qc)
+    for m in summary.masters:
+        qc = "passed" if m.qc_passed else ("failed" if m.path and not m.error else "NOT DELIVERED")
+        length = f"{m.duration_s:.2f} s" if m.path else "-"
+        table.add_row(m.narrative, m.variant, m.pass_, length, qc)
     _out.print(table)
-    for m in summary["masters"]:
-        if m["error"]:
-            _out.print(f"[red]not delivered:[/] {m['narrative']}/{m['variant']}/{m['pass']}: {m['error']}")
-    for job in summary["jobs_not_completed"]:
+    for m in summary.masters:
+        if m.error:
+            _out.print(f"[red]not delivered:[/] {m.narrative}/{m.variant}/{m.pass_}: {m.error}")
+    for job in summary.jobs_not_completed:
         _out.print(
-            f"[yellow]not completed:[/] {job['narrative']}/{job['variant']}/{job['pass']} "
-            f"segment {job['segment']}: {job['status']} — {job['error']}"
+            f"[yellow]not completed:[/] {job.narrative}/{job.variant}/{job.pass_} "
+            f"segment {job.segment}: {job.status} — {job.error}"
         )
     _out.print(
-        f"spend: ${Decimal(summary['charged_usd']):.2f} charged of ${Decimal(summary['limit_usd'] or 0):.2f}"
+        f"spend: {format_usd(summary.charged_usd)} charged of {format_usd(summary.limit_usd or Decimal(0))}"
     )
-    _out.print(f"masters and manifests: {summary['run_dir']}/masters")
-    if summary["archive"]:
-        _out.print(f"archived to: {summary['archive']} (under {summary['script']}/{summary['run_id']}/)")
-    for item in summary.get("archive_refused", []):
-        _out.print(f"[red]not archived:[/] {escape(item['path'])}: {escape(item['error'])}")
-    if summary["archive_error"]:
-        _out.print(f"[red]archive failed:[/] {summary['archive_error']}")
-    _out.print(f"report: {summary['report']}")
+    _out.print(f"masters and manifests: {summary.run_dir}/masters")
+    if summary.archive:
+        _out.print(f"archived to: {summary.archive} (under {summary.script}/{summary.run_id}/)")
+    for item in summary.archive_refused:
+        _out.print(f"[red]not archived:[/] {escape(item.path)}: {escape(item.error)}")
+    if summary.archive_error:
+        _out.print(f"[red]archive failed:[/] {summary.archive_error}")
+    _out.print(f"report: {summary.report}")
     sys.stdout.flush()

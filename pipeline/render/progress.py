@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from pipeline.planning.plan import PlannedRequest
 from pipeline.render.engine import EventSink, JobWrapper, SpendSink
@@ -66,43 +67,101 @@ def fan_out(*sinks: EventSink | None) -> EventSink:
     return sink
 
 
-def summary(result: RunResult) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MasterLine:
+    """One master of a run's outcome: where it is, or why it is not."""
+
+    narrative: str
+    variant: str
+    pass_: str
+    path: str | None
+    duration_s: float
+    qc_passed: bool
+    error: str | None
+
+
+@dataclass(frozen=True)
+class JobLine:
+    """A job that did not end with a clip, and why."""
+
+    narrative: str
+    variant: str
+    pass_: str
+    segment: int
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RefusedFile:
+    """A file the archive refused, with the reason."""
+
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A run's outcome as plain data: the flow's return value, what the CLI prints."""
+
+    run_id: str
+    script: str
+    delivered: bool
+    selected: tuple[str, ...]
+    charged_usd: Decimal
+    reserved_usd: Decimal
+    limit_usd: Decimal | None
+    masters: tuple[MasterLine, ...]
+    jobs_not_completed: tuple[JobLine, ...]
+    archive: str | None
+    archive_error: str | None
+    archive_refused: tuple[RefusedFile, ...]
+    report: str | None
+    run_dir: str
+
+
+def summary(result: RunResult) -> RunOutcome:
     """A run's outcome as plain data (the flow's return value)."""
     spend = result.spend
-    return {
-        "run_id": result.run_id,
-        "script": result.script,
-        "delivered": result.delivered,
-        "selected": list(result.selected),
-        "charged_usd": str(spend.charged) if spend else "0",
-        "reserved_usd": str(spend.reserved) if spend else "0",
-        "limit_usd": str(spend.limit) if spend else None,
-        "masters": [
-            {
-                "narrative": m.narrative,
-                "variant": m.variant,
-                "pass": m.pass_,
-                "path": str(m.path) if m.path else None,
-                "duration_s": m.duration_s,
-                "qc_passed": m.passed,
-                "error": m.error,
-            }
+    return RunOutcome(
+        run_id=result.run_id,
+        script=result.script,
+        delivered=result.delivered,
+        selected=tuple(result.selected),
+        charged_usd=spend.charged if spend else Decimal(0),
+        reserved_usd=spend.reserved if spend else Decimal(0),
+        limit_usd=spend.limit if spend else None,
+        masters=tuple(
+            MasterLine(
+                narrative=m.narrative,
+                variant=m.variant,
+                pass_=m.pass_,
+                path=str(m.path) if m.path else None,
+                duration_s=m.duration_s,
+                qc_passed=m.passed,
+                error=m.error,
+            )
             for m in result.masters
-        ],
-        "jobs_not_completed": [
-            {
-                "narrative": j.request.narrative,
-                "variant": j.request.variant,
-                "pass": j.request.pass_,
-                "segment": j.request.segment,
-                "status": str(j.status),
-                "error": j.error,
-            }
+        ),
+        jobs_not_completed=tuple(
+            JobLine(
+                narrative=j.request.narrative,
+                variant=j.request.variant,
+                pass_=j.request.pass_,
+                segment=j.request.segment,
+                status=str(j.status),
+                error=j.error,
+            )
             for j in result.jobs
             if not j.ok
-        ],
-        "archive": result.archive.destination if result.archive else None,
-        "archive_error": result.archive_error,
-        "report": str(result.report) if result.report else None,
-        "run_dir": str(result.layout.root),
-    }
+        ),
+        archive=result.archive.destination if result.archive else None,
+        archive_error=result.archive_error,
+        # Every file the archive refused, with why: "archived to: …" alone hid them.
+        archive_refused=tuple(
+            RefusedFile(str(f.path), str(f.error) if f.error else f.outcome.value)
+            for f in (result.archive.refused if result.archive else [])
+        ),
+        report=str(result.report) if result.report else None,
+        run_dir=str(result.layout.root),
+    )

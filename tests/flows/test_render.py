@@ -21,6 +21,7 @@ import pytest
 from pipeline.media.probe import probe
 from pipeline.providers.sandbox.config import SandboxConfig
 from pipeline.providers.sandbox.server import SandboxHandle, run_sandbox
+from pipeline.render.progress import RunOutcome
 from pipeline.stack.runs import run_command, start_run, wait_for_submits
 
 from ..pipeline.render.conftest import SCALE, write_story
@@ -61,18 +62,18 @@ def test_story_renders_drafts_two_finals_and_archives_them(run_env: Path, sandbo
     script = write_story(run_env, limit="33.00", finals=3, select="auto")
     summary = asyncio.run(render(script=str(script), run_id="e2e", provider="sandbox", max_in_flight=6))
 
-    assert summary["delivered"], summary
-    masters = summary["masters"]
-    drafts = [m for m in masters if m["pass"] == "draft"]
-    finals = [m for m in masters if m["pass"] == "final"]
+    assert summary.delivered, summary
+    masters = summary.masters
+    drafts = [m for m in masters if m.pass_ == "draft"]
+    finals = [m for m in masters if m.pass_ == "final"]
     assert len(drafts) == 6  # 2 narratives x 3 variants
     assert len(finals) == 4  # the budget allows 2 finals (variants a, b) x 2 narratives
-    assert summary["selected"] == ["a", "b"]
+    assert summary.selected == ("a", "b")
     scripted = {"story": 40.0, "teaser": 16.0}
     joins = {"story": 3, "teaser": 1}
     for m in masters:
-        info = probe(m["path"])
-        assert abs(info.duration - scripted[m["narrative"]]) <= FRAME * joins[m["narrative"]] + 1e-6, m
+        info = probe(str(m.path))
+        assert abs(info.duration - scripted[m.narrative]) <= FRAME * joins[m.narrative] + 1e-6, m
 
     archive = run_env / "archive" / "story-test" / "e2e"
     manifests = sorted(archive.glob("*/*/*/manifest.json"))
@@ -89,8 +90,8 @@ def test_story_renders_drafts_two_finals_and_archives_them(run_env: Path, sandbo
     assert manifest_costs == charged  # every paid request is in a manifest, at what it cost
     total = sum(charged.values(), Decimal(0))
     assert total <= Decimal("33.00")
-    assert Decimal(summary["charged_usd"]) == total
-    assert Path(summary["report"]).is_file()
+    assert summary.charged_usd == total
+    assert summary.report is not None and Path(summary.report).is_file()
 
 
 @pytest.mark.slow
@@ -114,7 +115,7 @@ def test_manual_selection_pauses_for_a_choice_and_resumes_with_it(
     # (2 segments of 8 s per variant instead of the 4 chained ones of the 40 s story).
     script.write_text(text[: text.index("  - id: story")] + text[text.index("  - id: teaser") :])
 
-    async def main() -> dict[str, object]:
+    async def main() -> RunOutcome:
         flow = asyncio.create_task(render(script=str(script), run_id="manual", provider="sandbox"))
         paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
         async with get_client() as client:
@@ -128,12 +129,11 @@ def test_manual_selection_pauses_for_a_choice_and_resumes_with_it(
         return await flow
 
     summary = asyncio.run(main())
-    masters = summary["masters"]
-    assert isinstance(masters, list)
-    drafts = sorted((m["narrative"], m["variant"]) for m in masters if m["pass"] == "draft")
+    masters = summary.masters
+    drafts = sorted((m.narrative, m.variant) for m in masters if m.pass_ == "draft")
     assert drafts == [("teaser", "a"), ("teaser", "b"), ("teaser", "c")]  # the choice came after them
-    assert summary["selected"] == ["c"]
-    assert [m["variant"] for m in masters if m["pass"] == "final"] == ["c"]
+    assert summary.selected == ("c",)
+    assert [m.variant for m in masters if m.pass_ == "final"] == ["c"]
 
 
 def _free_port() -> int:
