@@ -6,7 +6,7 @@ the README documents (users' deployments depend on them; new settings follow the
 - ``provider`` (:class:`~pipeline.providers.settings.ProviderSettings`): ``KLINGFLOW_PROVIDER_*``,
   plus ``RUNCOMFY_TOKEN`` and ``RUNCOMFY_MODEL_API_BASE`` (the official CLI's names) and its
   token file;
-- ``s3`` (:class:`~pipeline.archive.settings.S3Settings`): ``KLINGFLOW_S3_*``;
+- ``s3`` (:class:`~pipeline.storage.settings.S3Settings`): ``KLINGFLOW_S3_*``;
 - ``run`` (:class:`~pipeline.render.settings.RunSettings`): ``KLINGFLOW_*`` (runs directory, job
   store, limits, the sandbox a run uses);
 - ``sandbox``: the in-process sandbox's :class:`~pipeline.providers.sandbox.config.SandboxConfig`
@@ -30,10 +30,10 @@ from pydantic_core import PydanticUndefined
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pipeline.archive.settings import S3Settings
     from pipeline.providers.sandbox.config import SandboxConfig
     from pipeline.providers.settings import ProviderSettings
     from pipeline.render.settings import RunSettings
+    from pipeline.storage.settings import S3Settings
 
 #: A section's name as the error messages say it.
 _LABELS = {"provider": "provider settings", "s3": "invalid S3 settings", "run": "invalid run settings"}
@@ -55,9 +55,9 @@ class Settings:
 
 def section_types() -> dict[str, type[BaseModel]]:
     """Each environment-backed section's model, by section name (imported here, when needed)."""
-    from pipeline.archive.settings import S3Settings
     from pipeline.providers.settings import ProviderSettings
     from pipeline.render.settings import RunSettings
+    from pipeline.storage.settings import S3Settings
 
     return {"provider": ProviderSettings, "s3": S3Settings, "run": RunSettings}
 

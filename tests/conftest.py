@@ -27,9 +27,9 @@ from pipeline.stack import s3 as stack_s3
 
 if TYPE_CHECKING:
     from pipeline.archive.archiver import S3Archive
-    from pipeline.archive.settings import S3Settings
     from pipeline.stack.postgres import PostgresCluster
     from pipeline.stack.sandbox import SandboxProcess
+    from pipeline.storage.settings import S3Settings
 
 # Before anything imports Prefect: a private Prefect home, no analytics (no network here), and
 # quiet logs. Tests that need the engine start one harness per session (tests/flows/conftest.py).
@@ -94,7 +94,7 @@ class S3Target(stack_s3.S3Endpoint):
 
     def settings(self, **overrides: Any) -> S3Settings:
         """Settings for this endpoint (small retries so failure tests stay fast)."""
-        from pipeline.archive.settings import S3Settings
+        from pipeline.storage.settings import S3Settings
 
         values: dict[str, Any] = {
             "endpoint_url": self.endpoint,

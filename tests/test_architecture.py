@@ -80,3 +80,61 @@ def test_the_stack_is_for_tests_and_scripts_only() -> None:
     }
     bad = {name: found for name, found in users.items() if found}
     assert not bad, f"only tests/ and scripts/ may import pipeline.stack: {bad}"
+
+
+#: What each layer may not import (docs/architecture.md, "Who may import what"). The vocabulary
+#: (errors, hashing, pricing, generation, money) is open to all; ``errors.py`` imports nothing.
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "pipeline.errors": ("pipeline",),
+    "pipeline.script": (
+        "pipeline.providers", "pipeline.media", "pipeline.store", "pipeline.archive",
+        "pipeline.render", "pipeline.cli", "pipeline.planning",
+    ),
+    "pipeline.planning": (
+        "pipeline.providers", "pipeline.media", "pipeline.storage", "pipeline.store",
+        "pipeline.archive", "pipeline.render", "pipeline.cli",
+    ),
+    "pipeline.storage": (
+        "pipeline.providers", "pipeline.media", "pipeline.store", "pipeline.render", "pipeline.cli",
+        "pipeline.planning", "pipeline.script", "pipeline.archive",
+    ),
+    "pipeline.providers": ("pipeline.render", "pipeline.cli"),
+    "pipeline.media": ("pipeline.render", "pipeline.cli", "pipeline.providers", "pipeline.store"),
+    "pipeline.store": ("pipeline.render", "pipeline.cli", "pipeline.providers", "pipeline.media"),
+    "pipeline.archive": ("pipeline.render", "pipeline.cli", "pipeline.providers", "pipeline.store"),
+    "pipeline.render": ("pipeline.cli",),
+}  # fmt: skip
+
+
+#: The exceptions, each with its reason (also in docs/architecture.md).
+ALLOWED: dict[str, tuple[str, ...]] = {
+    # A script is only valid if its compiled prompts fit the provider (2,500 characters): the
+    # loader asks the prompt compiler, lazily, so that every problem is reported at once.
+    "pipeline.script.loader": ("pipeline.planning.plan",),
+}
+
+
+def _layer_of(name: str) -> str | None:
+    return next((layer for layer in FORBIDDEN if within(name, layer)), None)
+
+
+def test_each_layer_imports_only_those_below_it() -> None:
+    bad: dict[str, list[str]] = {}
+    for path in modules("pipeline"):
+        name = module_name(path)
+        layer = _layer_of(name)
+        if layer is None:
+            continue
+        # The errors module must import nothing of ours; the other layers may use the vocabulary.
+        found = [
+            imported
+            for imported in imports_of(path)
+            for banned in FORBIDDEN[layer]
+            if within(imported, banned) and not (layer != "pipeline.errors" and within(imported, layer))
+        ]
+        if layer == "pipeline.errors":
+            found = [i for i in found if i != "pipeline.errors"]
+        found = [i for i in found if not any(within(i, ok) for ok in ALLOWED.get(name, ()))]
+        if found:
+            bad[name] = sorted(set(found))
+    assert not bad, f"imports across the layers of docs/architecture.md: {bad}"

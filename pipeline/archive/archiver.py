@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
 
-    from pipeline.archive.settings import S3Settings
+    from pipeline.storage.settings import S3Settings
 
 __all__ = [
     "Archive",

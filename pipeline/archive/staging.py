@@ -16,11 +16,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
-from pipeline.archive.settings import S3Settings
 from pipeline.errors import ConfigError, InputNotFound
 from pipeline.hashing import sha256_file
 from pipeline.storage.location import S3Location
 from pipeline.storage.s3 import S3Store
+from pipeline.storage.settings import S3Settings
 
 STAGING_DIR: Final = "_staging"
 #: S3's limit on a presigned URL's lifetime (SigV4).

@@ -42,8 +42,8 @@ from pipeline.storage.files import translate_os_error, write_file
 if TYPE_CHECKING:
     import boto3
 
-    from pipeline.archive.settings import S3Settings
     from pipeline.storage.s3 import S3Store
+    from pipeline.storage.settings import S3Settings
 
 #: Where copies of S3 scripts and their assets go, relative to the working directory.
 DEFAULT_CACHE_DIR: Final = Path(".klingflow/scripts")
@@ -183,11 +183,11 @@ class S3Cache:
         session: boto3.Session | None = None,
     ) -> S3Cache:
         """A cache of ``bucket`` with a client from the project's factory; errors name ``uri``."""
-        from pipeline.archive.settings import load_s3_settings
         from pipeline.errors import ConfigError
         from pipeline.storage.factory import open_store
         from pipeline.storage.location import S3Location
         from pipeline.storage.s3 import S3Store
+        from pipeline.storage.settings import load_s3_settings
 
         try:
             settings = settings or load_s3_settings()

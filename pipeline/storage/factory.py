@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
 
-    from pipeline.archive.settings import S3Settings
     from pipeline.storage.s3 import S3Store
+    from pipeline.storage.settings import S3Settings
 
 
 def open_store(
@@ -32,8 +32,8 @@ def open_store(
     if isinstance(where, LocalLocation):
         return LocalStore(where)
     # Imported here: boto3 is needed only when a store really is in S3.
-    from pipeline.archive.settings import load_s3_settings
     from pipeline.storage.s3 import S3Store
+    from pipeline.storage.settings import load_s3_settings
 
     settings = settings or load_s3_settings()
     if client is None:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-    from pipeline.archive.settings import S3Settings
+    from pipeline.storage.settings import S3Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pipeline.storage.errors import map_s3_errors
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from pipeline.archive.settings import S3Settings
+    from pipeline.storage.settings import S3Settings
 
 #: Region used to sign requests to a custom endpoint when none is configured anywhere: such
 #: stores accept any region, but SigV4 needs one.

@@ -19,7 +19,6 @@ import pytest
 from pipeline.archive.archiver import LocalArchive, Outcome, S3Archive, archive_run, open_archive
 from pipeline.archive.location import LocalLocation, S3Location
 from pipeline.archive.manifest import load_manifest
-from pipeline.archive.settings import MIB
 from pipeline.errors import (
     EXIT_CANTCREAT,
     EXIT_NOPERM,
@@ -34,6 +33,7 @@ from pipeline.errors import (
 from pipeline.hashing import sha256_file
 from pipeline.storage.files import partial_path
 from pipeline.storage.s3client import make_s3_client
+from pipeline.storage.settings import MIB
 
 from ..storage.conftest import count_calls, write_file_of
 from .conftest import S3Target, SeaweedServer

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.archive.settings import MIB
 from pipeline.storage.s3 import S3Store
+from pipeline.storage.settings import MIB
 
 
 @pytest.fixture(autouse=True)

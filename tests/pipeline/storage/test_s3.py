@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from pipeline.archive.settings import MIB
 from pipeline.errors import (
     EXIT_CANTCREAT,
     EXIT_UNAVAILABLE,
@@ -26,6 +25,7 @@ from pipeline.storage.base import Outcome
 from pipeline.storage.location import S3Location
 from pipeline.storage.s3 import S3Store, content_md5
 from pipeline.storage.s3client import make_s3_client
+from pipeline.storage.settings import MIB
 
 from ...conftest import S3Target
 from .conftest import count_calls, write_file_of

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.archive.settings import S3Settings
 from pipeline.errors import StorageAuthError
 from pipeline.storage.s3client import make_s3_client
+from pipeline.storage.settings import S3Settings
 
 from ...conftest import S3Target
 

@@ -1,4 +1,4 @@
-"""S3 settings of the archive, read from the environment (prefix ``KLINGFLOW_S3_``).
+"""S3 settings of storage (the archive, shared clips, s3:// scripts), read from the environment (prefix ``KLINGFLOW_S3_``).
 
 Order of precedence: keyword arguments to :class:`S3Settings`, then environment variables, then
 the defaults below. Credentials are *not* settings: boto3 finds them through the standard AWS

@@ -1,11 +1,11 @@
-"""pipeline.archive.settings: KLINGFLOW_S3_* variables, validation, no secrets."""
+"""pipeline.storage.settings: KLINGFLOW_S3_* variables, validation, no secrets."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.archive.settings import MAX_PARTS, MIB, S3Settings, load_s3_settings
 from pipeline.errors import ConfigError
+from pipeline.storage.settings import MAX_PARTS, MIB, S3Settings, load_s3_settings
 
 
 def test_defaults() -> None:
