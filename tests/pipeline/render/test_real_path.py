@@ -329,3 +329,47 @@ def test_rehearse_runs_the_real_path_in_process(tmp_path: Path, monkeypatch: pyt
     # 4 chained segments of 10/12/8/10 s and the poster: 5 requests, each charged once.
     assert len(result.jobs) == 5
     assert sorted(e.charge_count for e in ledger) == [1] * 5
+
+
+def test_a_price_the_provider_does_not_charge_stops_the_run_before_the_first_submit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider (here the rehearsal's realistic sandbox) publishes another price than
+    klingflow's table: the run stops with exit 78 naming both prices, nothing reserved or bought."""
+    from decimal import Decimal as D
+
+    from pipeline.errors import ConfigError
+    from pipeline.pricing import Tier, rate
+    from pipeline.providers.sandbox import schema
+
+    def raised(tier: Tier, audio: bool) -> D:
+        return rate(tier, audio) + D("0.01")  # the provider raised its prices
+
+    monkeypatch.setattr(schema, "rate", raised)
+    monkeypatch.setenv("RUNCOMFY_CONFIG_DIR", str(tmp_path / "no-config"))
+    script = _script(tmp_path, str(tmp_path / "archive"))
+    settings = RunSettings(runs_dir=tmp_path / "runs", sandbox_latency_scale=0.01, sandbox_render_scale=0.1)
+    ledger: list[Any] = []
+
+    async def rehearse() -> None:
+        loaded = load_script(script)
+        plan = build_plan(loaded.script)
+        async with open_run(
+            loaded, plan, run_id="real", settings=settings, provider="runcomfy", rehearse=True
+        ) as session:
+            try:
+                await session.run.execute()
+            finally:
+                sandbox = session.provider.sandbox
+                assert sandbox is not None
+                ledger.extend(sandbox.ledger())  # type: ignore[attr-defined]
+
+    with pytest.raises(ConfigError, match=r"\$0\.094.*\$0\.084") as refused:
+        asyncio.run(rehearse())
+    assert refused.value.exit_code == 78
+    assert ledger == []
+    store = JobStore.open(RunLayout(tmp_path / "runs" / "real").db_url)
+    try:
+        assert store.spend("real").committed == 0
+    finally:
+        store.close()
