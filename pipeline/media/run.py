@@ -5,12 +5,14 @@ ffmpeg-python only *builds* commands (``.compile()``); this module is the one pl
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
 
-from pipeline.errors import MediaError
+from pipeline.errors import DiskFull, MediaError
 
 #: Default limit for one ffmpeg command; long encodes pass their own.
 DEFAULT_TIMEOUT_S = 600.0
@@ -52,6 +54,9 @@ def run_media_command(
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
         raise MediaError(f"{what} timed out after {timeout:.0f} s", stderr_tail=_tail(stderr)) from exc
     if proc.returncode != 0:
+        if os.strerror(errno.ENOSPC) in proc.stderr:
+            # ffmpeg says a full disk only in its stderr: the one error that has its own exit code.
+            raise DiskFull(f"{what}: no space left on the device ({_tail(proc.stderr, 2)})")
         raise MediaError(f"{what} failed (exit {proc.returncode})", stderr_tail=_tail(proc.stderr))
     return proc
 

@@ -29,7 +29,7 @@ from pipeline.archive.manifest import (
     load_manifest,
     write_manifest,
 )
-from pipeline.errors import KlingflowError
+from pipeline.errors import DiskFull, KlingflowError
 from pipeline.hashing import sha256_file
 from pipeline.media.contact_sheet import SheetRow, contact_sheet
 from pipeline.media.qc import QCReport, check
@@ -223,6 +223,8 @@ def make_master(
             plan_summary=plan_summary,
             started_at=started_at,
         )
+    except DiskFull:
+        raise  # the run stops with exit 73, naming the directory
     except (KlingflowError, OSError) as exc:
         # OSError too (a full disk while joining audio): reported with the master, whose run
         # decides what it means (its text names the errno).

@@ -33,7 +33,7 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-from pipeline.errors import InputError, KlingflowError, Problem, ScriptError
+from pipeline.errors import DiskFull, InputError, KlingflowError, Problem, ScriptError
 from pipeline.media.probe import FormatInfo, Probe, Stream
 from pipeline.media.run import ffmpeg
 from pipeline.media.stitch_plan import ClipInput, plan_stitch
@@ -419,6 +419,8 @@ def rehearse_masters(
         for job, future in zip(jobs, futures, strict=True):
             try:
                 done.append(Rehearsal(job.config, future.result()))
+            except DiskFull:
+                raise  # not the script's fault: exit 73
             except KlingflowError as exc:
                 refuse(job.config, exc)
     if problems:
