@@ -108,6 +108,8 @@ async def open_run(
         if rehearse or choose_provider(requested, psettings, rehearse=rehearse) is ProviderName.SANDBOX:
             sandbox_config = settings.sandbox_config()
             scale = sandbox_config.latency_scale
+        if settings.poll_latency_scale is not None:
+            scale = settings.poll_latency_scale
         async with open_provider(
             requested,
             psettings,

@@ -62,6 +62,13 @@ class RunSettings(BaseSettings):
         ge=0,
         description="the in-process sandbox's queue and render times (1.0 = the hosted service's)",
     )
+    poll_latency_scale: float | None = Field(
+        default=None,
+        gt=0,
+        description="how long the poller expects a generation to take (1.0 = the hosted service's "
+        "modelled times); default 1.0 for a real provider, the sandbox's latency scale for the "
+        "sandbox (set it for a `sandbox serve --realistic --latency-scale` reached as RunComfy)",
+    )
     sandbox_render_scale: float = Field(
         default=1.0,
         gt=0,

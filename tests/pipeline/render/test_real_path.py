@@ -161,6 +161,8 @@ def _environment(monkeypatch: pytest.MonkeyPatch, bundle: Path, origin: str, tmp
     monkeypatch.setenv("RUNCOMFY_TOKEN", TOKEN)
     monkeypatch.setenv("RUNCOMFY_MODEL_API_BASE", f"https://{API_HOST}:{port}/v1/")
     monkeypatch.setenv("KLINGFLOW_PROVIDER_ALLOW_PRIVATE_NETWORK", "1")
+    # The sandbox renders at 1/100 of the hosted service's times: so should the poller expect.
+    monkeypatch.setenv("KLINGFLOW_POLL_LATENCY_SCALE", "0.01")
     monkeypatch.setenv("RUNCOMFY_CONFIG_DIR", str(tmp_path / "no-config"))
 
 
