@@ -126,7 +126,8 @@ class SandboxConfig(BaseModel):
         parts = urlsplit(self.cdn_base_url)
         if parts.port is not None or port is None:
             return self.cdn_base_url
-        return urlunsplit((parts.scheme, f"{parts.hostname}:{port}", parts.path, "", ""))
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+        return urlunsplit((parts.scheme, f"{host}:{port}", parts.path, "", ""))
 
     @property
     def cdn_path(self) -> str:

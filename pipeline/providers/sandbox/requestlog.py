@@ -15,6 +15,7 @@ URI can be megabytes, and a presigned URL is a credential.
 
 from __future__ import annotations
 
+import copy
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -57,4 +58,4 @@ class RequestLog:
     def entries(self) -> list[dict[str, Any]]:
         """A copy of every entry, oldest first."""
         with self._lock:
-            return [dict(e) for e in self._entries]
+            return copy.deepcopy(self._entries)
