@@ -53,10 +53,11 @@ def run_media_command(
     except subprocess.TimeoutExpired as exc:
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
         raise MediaError(f"{what} timed out after {timeout:.0f} s", stderr_tail=_tail(stderr)) from exc
+    if os.strerror(errno.ENOSPC) in proc.stderr:
+        # ffmpeg says a full disk only in its stderr — and may exit 0 when the write that failed
+        # was the file's close: the output is then incomplete whatever the exit code says.
+        raise DiskFull(f"{what}: no space left on the device ({_tail(proc.stderr, 2)})")
     if proc.returncode != 0:
-        if os.strerror(errno.ENOSPC) in proc.stderr:
-            # ffmpeg says a full disk only in its stderr: the one error that has its own exit code.
-            raise DiskFull(f"{what}: no space left on the device ({_tail(proc.stderr, 2)})")
         raise MediaError(f"{what} failed (exit {proc.returncode})", stderr_tail=_tail(proc.stderr))
     return proc
 
