@@ -193,7 +193,8 @@ def register(app: typer.Typer) -> None:
             ProviderChoice | None, typer.Option(help="Default: runcomfy with a token, else sandbox.")
         ] = None,
         latency_scale: Annotated[
-            float, typer.Option(min=0.0, help="In-process sandbox only: latency multiplier.")
+            # Above 0: the poller scales its patience by it too, and would give up at once.
+            float, typer.Option(min=0.001, help="In-process sandbox only: latency multiplier.")
         ] = 0.02,
         resubmit_unknown: Annotated[
             bool, typer.Option(help="If a submit's answer is lost, submit once more (may pay twice).")
