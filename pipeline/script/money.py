@@ -32,7 +32,7 @@ def show_number(value: float) -> str:
         return ".nan"
     if math.isinf(value):
         return ".inf" if value > 0 else "-.inf"
-    if value.is_integer() and abs(value) < 1e16:
+    if float(value).is_integer() and abs(value) < 1e16:  # an int has no is_integer() before 3.12
         return str(int(value))
     return repr(value)
 
