@@ -12,7 +12,6 @@ exponent, so ``1e2`` is text.
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -118,10 +117,6 @@ HOSTILE_MONEY: dict[str, tuple[str, str]] = {
 }
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
-
-
 #: The peak memory of the last child run_klingflow ran (its own, from wait4: RUSAGE_CHILDREN
 #: would report the largest child this test process ever had, a Prefect server say).
 _last_child_rss_kb = 0
@@ -131,8 +126,11 @@ def run_klingflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The real console script in a child with a memory rlimit (and a hang guard, not a timing)."""
     global _last_child_rss_kb
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # The limit is set by util-linux's prlimit, which then execs klingflow: a preexec_fn would
+        # fork a copy of this (large) test process, whose size wait4 would then report as the
+        # child's peak.
         proc = subprocess.Popen(
-            [str(KLINGFLOW), *args], stdout=out, stderr=err, cwd=cwd, preexec_fn=_limit_memory
+            ["prlimit", f"--as={CHILD_MEMORY}", str(KLINGFLOW), *args], stdout=out, stderr=err, cwd=cwd
         )
         guard = threading.Timer(240, proc.kill)
         guard.start()
