@@ -108,7 +108,7 @@ class S3Target(stack_s3.S3Endpoint):
 
     def client(self, **overrides: Any) -> Any:
         """A client from the project's factory."""
-        from pipeline.archive.s3client import make_s3_client
+        from pipeline.storage.s3client import make_s3_client
 
         return make_s3_client(self.settings(**overrides), session=self.session())
 
@@ -116,7 +116,7 @@ class S3Target(stack_s3.S3Endpoint):
         """An S3Archive under a fresh prefix of the test bucket."""
         from pipeline.archive.archiver import S3Archive
         from pipeline.archive.location import S3Location
-        from pipeline.archive.s3client import make_s3_client
+        from pipeline.storage.s3client import make_s3_client
 
         settings = self.settings(**overrides)
         location = S3Location(self.bucket, prefix or f"t-{uuid.uuid4().hex[:12]}")
