@@ -30,12 +30,7 @@ narratives:
     shots:
       - {{duration: 10, action: "a boat leaves"}}
       - {{duration: 10, action: "a storm"}}
-variants:
-  - id: a
-  - id: b
-    overrides: {{seed: 2}}
-  - id: c
-    overrides: {{seed: 3}}
+variants: [{{id: a}}, {{id: b, overrides: {{seed: 2}}}}, {{id: c, overrides: {{seed: 3}}}}]
 budget:
   limit_usd: 50
   final_tier: pro
