@@ -11,11 +11,9 @@ exponent, so ``1e2`` is text.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -117,37 +115,38 @@ HOSTILE_MONEY: dict[str, tuple[str, str]] = {
 }
 
 
-#: The peak memory of the last child run_klingflow ran (its own, from wait4: RUSAGE_CHILDREN
-#: would report the largest child this test process ever had, a Prefect server say).
+#: A small process between this test process and klingflow. A child's peak memory (ru_maxrss)
+#: starts at what it was forked or vforked from — this test process, hundreds of MB late in a
+#: run — and survives exec; a grandchild of a small process starts small. It runs the command,
+#: writes the command's own peak (KiB) to the file named first, and exits with its code.
+MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[2:]).returncode\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+#: The peak memory of the last klingflow run_klingflow ran.
 _last_child_rss_kb = 0
 
 
 def run_klingflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The real console script in a child with a memory rlimit (and a hang guard, not a timing)."""
+    """The real console script in a grandchild with a memory rlimit (util-linux's prlimit, which
+    execs it), its peak memory measured; a hang guard, not a timing."""
     global _last_child_rss_kb
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        # The limit is set by util-linux's prlimit, which then execs klingflow: a preexec_fn would
-        # fork a copy of this (large) test process, whose size wait4 would then report as the
-        # child's peak.
-        proc = subprocess.Popen(
-            ["prlimit", f"--as={CHILD_MEMORY}", str(KLINGFLOW), *args], stdout=out, stderr=err, cwd=cwd
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = Path(tmp) / "peak"
+        command = [str(KLINGFLOW), *args]
+        proc = subprocess.run(
+            [sys.executable, "-c", MEASURE, str(peak), "prlimit", f"--as={CHILD_MEMORY}", *command],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=240,
+            check=False,
         )
-        guard = threading.Timer(240, proc.kill)
-        guard.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            guard.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        _last_child_rss_kb = usage.ru_maxrss
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(
-            proc.args,
-            proc.returncode,
-            out.read().decode(errors="replace"),
-            err.read().decode(errors="replace"),
-        )
+        _last_child_rss_kb = int(peak.read_text())
+    return proc
 
 
 @pytest.fixture
