@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -12,6 +14,43 @@ MIN_DURATION: Final = 3
 MAX_DURATION: Final = 15
 MAX_SHOTS: Final = 6
 MAX_PROMPT_CHARS: Final = 2500
+
+
+#: ``@name`` as a script writes an element mention (kept in :attr:`ShotPrompt.prompt`).
+MENTION_RE: Final = re.compile(r"(?<![\w@])@([A-Za-z0-9_][A-Za-z0-9_-]*)")
+
+
+@dataclass(frozen=True)
+class ShotPrompt:
+    """One shot of a native storyboard (``multi_prompt``): its own prompt and whole seconds.
+
+    Element mentions stay as the script wrote them (``@mara``): each provider adapter rewrites
+    them the way its API references elements (:func:`replace_mentions`).
+    """
+
+    prompt: str
+    duration: int
+
+
+@dataclass(frozen=True)
+class ElementRef:
+    """An element (a character or object kept the same across shots) sent to a provider natively.
+
+    ``image_urls`` are provider-fetchable forms of the element's images (filled at run time like
+    the start image; the plan shows source paths). ``voice`` is the script's voice file (a local
+    path or URL) or, once the provider created one, its voice id (``voice_id``).
+    """
+
+    name: str
+    description: str
+    image_urls: tuple[str, ...] = ()
+    voice: str | None = None
+    voice_id: str | None = None
+
+
+def replace_mentions(text: str, name_for: Callable[[str], str]) -> str:
+    """``text`` with every ``@name`` mention replaced by ``name_for(name)``."""
+    return MENTION_RE.sub(lambda m: name_for(m.group(1)), text)
 
 
 @dataclass(frozen=True)
@@ -32,6 +71,13 @@ class GenerationSpec:
     seed: int | None = None
     start_image_url: str | None = None
     end_image_url: str | None = None
+    #: The native storyboard, one entry per shot, durations summing to ``duration``. Empty
+    #: when the request is sent as one prose ``prompt`` (the provider has no storyboard for
+    #: this mode, or the request has one shot).
+    shots: tuple[ShotPrompt, ...] = ()
+    #: Elements sent natively (images, voice), in the order the request mentions them. Empty
+    #: when the provider takes elements only as the descriptions already in ``prompt``.
+    elements: tuple[ElementRef, ...] = ()
 
     @property
     def mode(self) -> str:

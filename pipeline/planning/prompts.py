@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.errors import PromptTooLong
-from pipeline.generation import MAX_PROMPT_CHARS
+from pipeline.generation import MAX_PROMPT_CHARS, MENTION_RE
 from pipeline.planning.segments import Segment
-from pipeline.script.checks import MENTION_RE
 from pipeline.script.model import ELEMENT_RE, Shot
 
 LANGUAGES = {"en": "English", "zh": "Mandarin Chinese", "ja": "Japanese", "ko": "Korean", "es": "Spanish"}

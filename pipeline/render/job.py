@@ -51,12 +51,27 @@ def job_body(request: PlannedRequest, start_image: str | None, end_image: str | 
     # Every field of the spec but the images' URLs (and the tier, which the model id names);
     # images by content. The job key hashes this with sorted keys.
     fields = {k: v for k, v in dataclasses.asdict(spec).items() if k not in _NOT_IDENTITY}
-    return {
+    body: dict[str, Any] = {
         "model_id": spec.model_id,
         **fields,
         "start_image": image_identity(start_image),
         "end_image": image_identity(end_image),
     }
+    # A native storyboard and native elements enter only when the request has them, so the
+    # identity of a prose-prompt request (every RunComfy job) is what it always was.
+    if spec.shots:
+        body["shots"] = [[shot.prompt, shot.duration] for shot in spec.shots]
+    if spec.elements:
+        body["elements"] = [
+            {
+                "name": e.name,
+                "description": e.description,
+                "images": [image_identity(u) for u in e.image_urls],
+                "voice": image_identity(e.voice),
+            }
+            for e in spec.elements
+        ]
+    return body
 
 
-_NOT_IDENTITY = frozenset({"tier", "start_image_url", "end_image_url"})
+_NOT_IDENTITY = frozenset({"tier", "start_image_url", "end_image_url", "shots", "elements"})

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import Problem
+from pipeline.generation import MENTION_RE
 from pipeline.script.model import ELEMENT_RE
 from pipeline.script.yaml_source import Path_, YamlDocument
 
 #: ``@name`` references: an ``@`` not preceded by a word character (so e-mail addresses pass).
-MENTION_RE = re.compile(r"(?<![\w@])@([A-Za-z0-9_][A-Za-z0-9_-]*)")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac"})
 S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
