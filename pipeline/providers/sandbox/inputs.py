@@ -32,6 +32,14 @@ class KlingInput:
     seed: int | None
     start_image_url: str | None
     end_image_url: str | None
+    #: A native storyboard (fal ``multi_prompt``, Kling ``multi_prompt``): (prompt, seconds) per
+    #: shot, rendered as labelled parts of the clip with those lengths. Empty: one prose prompt.
+    shots: tuple[tuple[str, int], ...] = ()
+    #: Native elements: (name, image URLs or data URIs) each, shown in the frames of the shots
+    #: that mention the element.
+    elements: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: Which API dialect accepted the request (``runcomfy``, ``fal``, ``kling``): its price table.
+    dialect: str = "runcomfy"
 
 
 def parse_model_id(model_id: str) -> tuple[Tier, str] | None:
