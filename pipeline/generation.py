@@ -78,6 +78,10 @@ class GenerationSpec:
     #: Elements sent natively (images, voice), in the order the request mentions them. Empty
     #: when the provider takes elements only as the descriptions already in ``prompt``.
     elements: tuple[ElementRef, ...] = ()
+    #: Our own id for this submit (job key and attempt), for providers that take a client-side
+    #: task id (Kling's ``external_task_id``) so that a submit whose answer was lost can be looked
+    #: up instead of becoming unknown. Not part of the job's identity.
+    external_id: str | None = None
 
     @property
     def mode(self) -> str:

@@ -31,6 +31,7 @@ import httpx
 
 from pipeline.errors import AuthError, ConfigError
 from pipeline.providers import transport
+from pipeline.providers.base import Provider
 from pipeline.providers.images import (
     UPLOAD_PATH,
     ImageTransport,
@@ -47,6 +48,8 @@ class ProviderName(StrEnum):
     """The providers klingflow can buy generations from."""
 
     RUNCOMFY = "runcomfy"
+    FAL = "fal"
+    KLING = "kling"
     SANDBOX = "sandbox"
 
 
@@ -79,7 +82,7 @@ class OpenedProvider:
     """A provider ready to use, how images reach it, and its sandbox when it has one."""
 
     name: ProviderName
-    provider: RunComfyProvider
+    provider: Provider
     images: ImageTransport
     sandbox_base_url: str | None = None
     #: The sandbox behind this provider (in-process or rehearsal): its ledger and request log.

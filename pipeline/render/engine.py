@@ -11,9 +11,8 @@ is followed to its clip, never bought again; an unknown one is bought again only
 ``continuity: chain`` narratives run their segments in order, each starting from the previous
 clip's last frame; everything else runs concurrently under the provider limits.
 
-The job store is synchronous (SQLAlchemy; SQLite waits up to its busy timeout for another
-process's write lock) and hashing reads whole files: both run in worker threads, never on the
-event loop that also polls the provider and renews Prefect's leases.
+The job store is synchronous (SQLAlchemy) and hashing reads whole files: both run in worker
+threads, never on the event loop that polls the provider and renews Prefect's leases.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ from pipeline.providers.base import JobState, Provider, ResultInfo, Submission
 from pipeline.providers.jobs import JobReport, run_job
 from pipeline.providers.polling import PollPolicy
 from pipeline.render.charging import charge_when_finished
-from pipeline.render.job import JobResult, image_identity, job_body
+from pipeline.render.job import JobResult, image_identity, job_body, with_external_id
 from pipeline.render.layout import RunLayout
 from pipeline.render.limits import Limits
 from pipeline.render.masters import Clip
@@ -58,6 +57,7 @@ from pipeline.render.outcomes import (
     unknown_advice,
     where,
 )
+from pipeline.render.reuse import LibraryStep, base_dir_local
 from pipeline.render.shared import ClipShare
 from pipeline.store.base import JobStore
 from pipeline.store.schema import JobStatus, Spend
@@ -79,6 +79,7 @@ SpendSink = Callable[[Spend], None]
 
 #: Pause before trying again after the provider said 429 on a submit, when it gave no hint.
 DEFAULT_SLOW_DOWN_S = 5.0
+_NO_PREVIOUS_CLIP = "the previous segment has no clip to continue from"
 
 
 @dataclass
@@ -105,6 +106,8 @@ class Engine:
     resubmit_unknown: bool = False
     #: Shared storage of clips (``KLINGFLOW_SHARED_URL``): any worker can resume and stitch.
     shared: ClipShare | None = None
+    #: The clip library: requests it holds are taken from it, never bought (pipeline.render.reuse).
+    library: LibraryStep | None = None
     wrap: JobWrapper | None = None
     on_event: EventSink | None = None
     on_spend: SpendSink | None = None
@@ -128,8 +131,6 @@ class Engine:
         if self.on_spend is not None:
             self.on_spend(await self._db(self.store.spend, self.run_id))
 
-    # --- messages about money -----------------------------------------------------------------
-
     async def _shortfall(self, request: PlannedRequest, key: str) -> str:
         """Why ``--resubmit-unknown`` did not buy the job again: by how much the budget is short."""
         spend = await self._db(self.store.spend, self.run_id)
@@ -137,13 +138,9 @@ class Engine:
         place = where(request.narrative, request.variant, request.pass_, request.segment)
         return shortfall(self.run_id, place, request.cost, spend.limit, spend.committed, job.reserved)
 
-    # --- one job ------------------------------------------------------------------------------
-
     def local(self, path_or_url: str | None) -> str | None:
         """A script's image reference as an absolute path (local files) or the URL itself."""
-        if path_or_url is None or path_or_url.startswith(("https://", "http://")):
-            return path_or_url
-        return str(self.base_dir / path_or_url)
+        return base_dir_local(self.base_dir)(path_or_url)
 
     async def _body(self, request: PlannedRequest, start_image: str | None) -> dict[str, Any]:
         """What determines the job's output; images by content, never by (changing) URL."""
@@ -157,6 +154,13 @@ class Engine:
         return await self.wrap(request, lambda: self._generate(request, start_image))
 
     async def _generate(self, request: PlannedRequest, start_image: str | None) -> JobResult:
+        """The library's clip when it has one, else the job (whose clip then joins the library)."""
+        if self.library is None:
+            return await self._job(request, start_image)
+        dest = self.layout.clip(request.narrative, request.variant, request.pass_, request.segment)
+        return await self.library.through(request, dest, lambda: self._job(request, start_image))
+
+    async def _job(self, request: PlannedRequest, start_image: str | None) -> JobResult:
         """The job's loop: read where it stands, then apply attempts until the table ends it."""
         body = await self._body(request, start_image)
         job = await self._db(
@@ -342,14 +346,15 @@ class Engine:
         """
         while True:
             await self.limits.before_submit()
-            replace = attempt.state is JobStatus.UNKNOWN
-            begun = await self._db(self.store.begin_submit, attempt.key, cost, replace_unknown=replace)
+            unknown = attempt.state is JobStatus.UNKNOWN
+            begun = await self._db(self.store.begin_submit, attempt.key, cost, replace_unknown=unknown)
             if begun is None:
                 return None
             attempt.state = begun.status
             await self.report_spend()
             try:
-                return await self.provider.submit(spec)
+                # Our id for this submit (Kling's external_task_id): the job key and attempt.
+                return await self.provider.submit(with_external_id(spec, attempt.key, begun.attempts))
             except RateLimited as exc:
                 attempt.state = step(attempt.state, Event.NOT_SENT).state
                 await self._db(self.store.mark_not_sent, attempt.key, str(exc))
@@ -419,8 +424,6 @@ class Engine:
             return JobResult(request, state, error=f"{error} (rerun to pick it up again)")
         return JobResult(request, state, error=error)
 
-    # --- a pass -------------------------------------------------------------------------------
-
     async def _chain(self, requests: Sequence[PlannedRequest]) -> list[JobResult]:
         results: list[JobResult] = []
         previous: JobResult | None = None
@@ -428,14 +431,8 @@ class Engine:
             start: str | None
             if request.chained:
                 if previous is None or previous.clip is None:
-                    results.append(
-                        JobResult(
-                            request,
-                            JobStatus.FAILED,
-                            error="the previous segment has no clip to continue from",
-                        )
-                    )
-                    previous = results[-1]
+                    previous = JobResult(request, JobStatus.FAILED, error=_NO_PREVIOUS_CLIP)
+                    results.append(previous)
                     continue
                 frame = self.layout.last_frame(
                     request.narrative, request.variant, request.pass_, request.segment - 1
@@ -463,6 +460,8 @@ class Engine:
                 work.append(self._chain(group))
             else:
                 work.extend(self._chain([r]) for r in group)
+        if self.library is not None:
+            await self.library.prepare(requests)
         await self.report_spend()
         tasks = [asyncio.ensure_future(w) for w in work]
         try:

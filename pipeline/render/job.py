@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.generation import GenerationSpec
 from pipeline.hashing import sha256_file
 from pipeline.planning.plan import PlannedRequest
 from pipeline.render.masters import Clip
@@ -45,6 +46,11 @@ def image_identity(path_or_url: str | None) -> str | None:
     return "sha256:" + sha256_file(Path(path_or_url))
 
 
+def with_external_id(spec: GenerationSpec, key: str, attempt: int) -> GenerationSpec:
+    """``spec`` carrying our id for one submit of a job: its key and attempt number."""
+    return dataclasses.replace(spec, external_id=f"{key}-{attempt}")
+
+
 def job_body(request: PlannedRequest, start_image: str | None, end_image: str | None) -> dict[str, Any]:
     """What determines the job's output (hashes image files: call it from a worker thread)."""
     spec = request.spec(start_image_url=start_image)
@@ -74,4 +80,4 @@ def job_body(request: PlannedRequest, start_image: str | None, end_image: str | 
     return body
 
 
-_NOT_IDENTITY = frozenset({"tier", "start_image_url", "end_image_url", "shots", "elements"})
+_NOT_IDENTITY = frozenset({"tier", "start_image_url", "end_image_url", "shots", "elements", "external_id"})

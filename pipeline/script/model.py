@@ -32,7 +32,7 @@ DraftTier = Literal["standard", "pro", "none"]
 FinalTier = Literal["standard", "pro", "4k"]
 Select = Literal["auto", "manual", "all"]
 Transition = Literal["cut", "crossfade"]
-ProviderName = Literal["runcomfy", "sandbox"]
+ProviderName = Literal["runcomfy", "fal", "kling", "sandbox"]
 
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
