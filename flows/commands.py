@@ -11,6 +11,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from flows import choice
 from flows.deploy import deploy, needs_server, on_server, serve, work
 from flows.limits import server_configured
 from flows.operations import cancel, resume, views
@@ -87,6 +88,11 @@ class PrefectOrchestration:
         needs_server("klingflow resume")
         flow_run = on_server(resume(run))
         return flow_run.name, str(flow_run.id)
+
+    def approve(self, run: str, variants: Sequence[str]) -> str:
+        """Resume ``run``'s flow run paused for a choice of finals."""
+        needs_server("klingflow approve")
+        return on_server(choice.approve(run, variants))
 
 
 #: The entry point's object (``flows.commands:ORCHESTRATION``).

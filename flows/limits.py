@@ -16,6 +16,7 @@ from prefect.concurrency.asyncio import concurrency, rate_limit
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.settings import PREFECT_API_URL, load_current_profile
 
+from pipeline.cli.orchestration import EARLY_SERVER_ENV
 from pipeline.render.limits import LocalLimits
 from pipeline.render.settings import RunSettings
 
@@ -30,7 +31,10 @@ def server_configured() -> bool:
     Inside a flow, PREFECT_API_URL also points at the temporary server of ephemeral mode, so
     the question is asked of the environment and the active profile instead.
     """
-    return bool(os.environ.get("PREFECT_API_URL") or load_current_profile().settings.get(PREFECT_API_URL))
+    url = os.environ.get("PREFECT_API_URL")
+    if url and url == os.environ.get(EARLY_SERVER_ENV):
+        return False  # klingflow run's own start of the temporary server (pipeline/cli/orchestration.py)
+    return bool(url or load_current_profile().settings.get(PREFECT_API_URL))
 
 
 def limit_names(provider: str) -> tuple[str, str]:

@@ -14,28 +14,26 @@ import errno
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from prefect import flow, task
 from prefect.artifacts import (
-    acreate_markdown_artifact,
     acreate_progress_artifact,
-    acreate_table_artifact,
     aupdate_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.flow_runs import apause_flow_run
-from prefect.input import RunInput
 from prefect.runtime import flow_run
 
+from flows import artifacts, choice, stages
 from flows.limits import PrefectLimits, ensure_limits, run_lock, server_configured
 from flows.operations import run_tag
 from pipeline.errors import DiskFull
-from pipeline.planning.plan import PlannedRequest, RenderPlan
-from pipeline.pricing import to_cents
+from pipeline.money import format_usd
+from pipeline.planning.plan import PlannedRequest
 from pipeline.processes import reclaim_stop_signals
 from pipeline.providers.selection import choose_provider
 from pipeline.render import progress
@@ -43,8 +41,7 @@ from pipeline.render.engine import JobResult
 from pipeline.render.entry import Launch, PreparedRun, open_prepared, prepare_run, resolve_run_id
 from pipeline.render.limits import Limits, LocalLimits
 from pipeline.render.masters import MasterOutcome
-from pipeline.render.progress import RunHooks, RunOutcome
-from pipeline.render.run import RunResult
+from pipeline.render.progress import RunHooks, RunOutcome, fan_out
 from pipeline.render.runlock import SubmitGate
 from pipeline.settings import Settings, load_settings
 
@@ -68,31 +65,6 @@ async def generate(label: str, job: Callable[[], Awaitable[JobResult]]) -> JobRe
 async def _as_task(request: PlannedRequest, job: Callable[[], Awaitable[JobResult]]) -> JobResult:
     label = f"{request.pass_}-{request.narrative}-{request.variant}-{request.segment}"
     return await generate(label, job)
-
-
-#: How long a manual selection waits for a person before the run gives up on finals.
-CHOICE_TIMEOUT_S = 24 * 3600
-
-
-class FinalsChoice(RunInput):
-    """The form shown in the Prefect UI when ``select: manual`` waits for a person."""
-
-    approve: list[str]
-
-
-async def _choose_in_ui(drafts: Sequence[MasterOutcome], finals: int) -> list[str]:
-    """Ask in the Prefect UI (given to the run only on a server: the ephemeral mode has no UI)."""
-    lines = [f"Choose up to {finals} variant(s) to finish. Draft masters:", ""]
-    for m in drafts:
-        state = "passed QC" if m.passed else f"not delivered: {m.error}" if not m.delivered else "failed QC"
-        lines.append(f"- **{m.variant}** / {m.narrative}: `{m.path}` ({state})")
-    default = [m.variant for m in drafts if m.passed][:finals]
-    choice = await apause_flow_run(
-        wait_for_input=FinalsChoice.with_initial_data(description="\n".join(lines), approve=default),
-        timeout=CHOICE_TIMEOUT_S,
-        poll_interval=2,
-    )
-    return list(choice.approve) if choice is not None else []
 
 
 async def _scheduled_run_id(prepared: PreparedRun) -> str | None:
@@ -121,52 +93,6 @@ async def _label_flow_run(run: str) -> None:
         await client.update_flow_run(current.id, name=run, tags=tags)
 
 
-async def _publish_plan(plan: RenderPlan, run_id: str) -> None:
-    await acreate_table_artifact(
-        key="render-plan",
-        table=[
-            {
-                "narrative": r.narrative,
-                "variant": r.variant,
-                "pass": r.pass_,
-                "segment": r.segment,
-                "tier": r.tier.value,
-                "seconds": r.duration,
-                "audio": r.audio,
-                "cost_usd": str(to_cents(r.cost)),
-            }
-            for r in plan.requests
-        ],
-        description=f"Plan of run {run_id}: ${to_cents(plan.total)} of ${plan.budget.limit}; "
-        + ("; ".join(plan.budget.degraded) or "nothing degraded"),
-    )
-
-
-async def _publish_result(result: RunResult, plan: RenderPlan) -> None:
-    spend = result.spend
-    lines = [
-        f"# Run {result.run_id}",
-        "",
-        f"Spend: **${spend.charged if spend else 0}** charged of ${plan.budget.limit} "
-        f"(reserved still: ${spend.reserved if spend else 0}).",
-        f"Finals chosen: {', '.join(result.selected) or 'none'}.",
-        "",
-        "| narrative | variant | pass | master | length | QC |",
-        "|---|---|---|---|---|---|",
-    ]
-    for m in result.masters:
-        qc = "passed" if m.passed else ("failed" if m.delivered else f"not delivered: {m.error}")
-        lines.append(
-            f"| {m.narrative} | {m.variant} | {m.pass_} | `{m.path}` | {m.duration_s:.2f} s | {qc} |"
-        )
-    if result.archive is not None:
-        lines += ["", f"Archived to `{result.archive.destination}`."]
-    if result.archive_error:
-        lines += ["", f"Archive failed: {result.archive_error}"]
-    lines += ["", f"Report: `{result.report}`"]
-    await acreate_markdown_artifact(key="render-result", markdown="\n".join(lines))
-
-
 @flow(name="klingflow-render", flow_run_name=_flow_run_name, log_prints=False)
 async def render(
     script: str,
@@ -190,18 +116,19 @@ async def render(
     if launch is not None:
         prepared, all_settings, hooks = launch.prepared, launch.settings, launch.hooks
     else:
-        prepared = prepare_run(script, run_id)
+        prepared = prepare_run(script, run_id, provider=provider)
         scheduled = None if run_id else await _scheduled_run_id(prepared)
         if scheduled is not None:
             prepared = PreparedRun(prepared.loaded, prepared.plan, resolve_run_id(prepared.loaded, scheduled))
         all_settings, hooks = load_settings(run={"max_in_flight": max_in_flight}), RunHooks()
     run, plan, settings = prepared.run_id, prepared.plan, all_settings.run
     await _label_flow_run(run)
-    await _publish_plan(plan, run)
+    await artifacts.publish_plan(plan, run)
 
     provider_name = choose_provider(
         provider or prepared.loaded.script.provider, all_settings.provider, rehearse=rehearse
     ).value
+    stages.log_plan(plan, run, provider_name, rehearse=rehearse)
     local = LocalLimits(settings.max_in_flight, settings.submit_rate_per_s, settings.submit_burst)
     # Global limits live on the API server: with a configured server they hold across runs and
     # workers. Prefect's ephemeral mode has no one to share them with, and a lease orphaned by a
@@ -270,7 +197,9 @@ async def _render(
 ) -> RunOutcome:
     """The run itself, once its limits (and, on a server, its run lock) are held."""
     run, plan = prepared.run_id, prepared.plan
-    bar = await acreate_progress_artifact(0.0, key="render-progress", description=f"run {run}")
+    bar = await acreate_progress_artifact(
+        0.0, key=artifacts.key(plan.script, "render-progress"), description=f"run {run}"
+    )
     total, done, updates = len(plan.requests), 0, set[asyncio.Task[Any]]()
 
     def count_done(event: str, request: PlannedRequest, detail: str) -> None:
@@ -283,9 +212,21 @@ async def _render(
             updates.add(update)
             update.add_done_callback(updates.discard)
 
-    # Every job a Prefect task run; a person chooses finals in the UI, where there is one.
+    async def choose_and_publish(drafts: Sequence[MasterOutcome], finals: int) -> list[str]:
+        chosen = await choose(drafts, finals)
+        await artifacts.publish_plan(plan, run, selected=chosen)  # the plan follows the choice
+        return chosen
+
+    choose = choice.ui_chooser(plan.script, run, plan.variants, hooks.on_waiting)
+    # Every job and every stage a Prefect task run, logged; a person chooses finals in the UI,
+    # where there is one.
     hooks = hooks.adding(
-        on_event=count_done, wrap=_as_task, choose=_choose_in_ui if server_configured() else None
+        on_event=fan_out(count_done, stages.log_event),
+        on_stage=stages.log_stage,
+        on_spend=stages.log_spend,
+        wrap=_as_task,
+        choose=choose_and_publish if server_configured() else None,
+        run_stage=stages.run_stage,
     )
     async with open_prepared(
         prepared,
@@ -301,5 +242,13 @@ async def _render(
 
     await asyncio.gather(*updates)
     await aupdate_progress_artifact(bar, 100.0, description=f"run {run}: finished")
-    await _publish_result(result, plan)
+    await artifacts.publish_plan(plan, run, selected=result.selected)
+    await artifacts.publish_result(result, plan)
+    stages.run_logger().info(
+        "run %s %s: %s charged of %s",
+        run,
+        "delivered" if result.delivered else "did not deliver everything",
+        format_usd(result.spend.charged if result.spend else Decimal(0)),
+        format_usd(plan.budget.limit),
+    )
     return progress.summary(result)

@@ -25,3 +25,17 @@ def format_usd(amount: Decimal, *, exact: bool = False) -> str:
     if exact and cents != magnitude:
         return f"{sign}${magnitude.normalize():f}"
     return f"{sign}${cents}"
+
+
+def billing_note(provider: str, planned: Decimal, *, rehearse: bool = False) -> str:
+    """Who bills a run and whether money will be spent, said plainly for a plan or a run header.
+
+    ``provider`` is ``sandbox`` or ``runcomfy``; a rehearsal runs RunComfy's code against a
+    local sandbox, so it is free too.
+    """
+    if provider == "sandbox":
+        return "provider sandbox (local, free): no money will be spent"
+    if rehearse:
+        return f"provider {provider}, rehearsed against a local sandbox (free): no money will be spent"
+    account = {"runcomfy": "RunComfy"}.get(provider, provider)
+    return f"provider {provider} (paid): up to {format_usd(planned)} will be billed to your {account} account"

@@ -30,13 +30,21 @@ from pydantic_core import PydanticUndefined
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pipeline.providers.fal_settings import FalSettings
+    from pipeline.providers.kling_settings import KlingSettings
     from pipeline.providers.sandbox.config import SandboxConfig
     from pipeline.providers.settings import ProviderSettings
     from pipeline.render.settings import RunSettings
     from pipeline.storage.settings import S3Settings
 
 #: A section's name as the error messages say it.
-_LABELS = {"provider": "provider settings", "s3": "invalid S3 settings", "run": "invalid run settings"}
+_LABELS = {
+    "provider": "provider settings",
+    "s3": "invalid S3 settings",
+    "run": "invalid run settings",
+    "kling": "invalid Kling settings",
+    "fal": "invalid fal settings",
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,10 @@ class Settings:
     provider: ProviderSettings
     s3: S3Settings
     run: RunSettings
+    #: Kling's own API (``provider: kling``): :mod:`pipeline.providers.kling_settings`.
+    kling: KlingSettings
+    #: fal.ai (``provider: fal``): :mod:`pipeline.providers.fal_settings`.
+    fal: FalSettings
 
     @property
     def sandbox(self) -> SandboxConfig:
@@ -55,11 +67,19 @@ class Settings:
 
 def section_types() -> dict[str, type[BaseModel]]:
     """Each environment-backed section's model, by section name (imported here, when needed)."""
+    from pipeline.providers.fal_settings import FalSettings
+    from pipeline.providers.kling_settings import KlingSettings
     from pipeline.providers.settings import ProviderSettings
     from pipeline.render.settings import RunSettings
     from pipeline.storage.settings import S3Settings
 
-    return {"provider": ProviderSettings, "s3": S3Settings, "run": RunSettings}
+    return {
+        "provider": ProviderSettings,
+        "s3": S3Settings,
+        "run": RunSettings,
+        "kling": KlingSettings,
+        "fal": FalSettings,
+    }
 
 
 def load_settings(**flags: Mapping[str, object] | None) -> Settings:
@@ -143,7 +163,7 @@ def settings_table(section: str) -> str:
 
 
 #: The sections whose tables the README carries, between ``<!-- settings:NAME -->`` markers.
-README_SECTIONS = ("provider", "s3", "run")
+README_SECTIONS = ("provider", "s3", "run", "fal", "kling")
 
 
 def with_settings_tables(markdown: str) -> str:

@@ -5,7 +5,8 @@ The whole scale-out stack is stood up once by ``pipeline/stack/scale.py`` (as fo
 (archive and shared clips), the job store on PostgreSQL, one process work pool. The batch is
 ``--scripts`` render scripts of ``--variants`` × ``--segments`` draft jobs each (standard tier, no audio, ``finals: 0``; one 8–15 s shot per
 request), deployed with ``klingflow deploy``. Two rounds, each against a fresh sandbox process
-(same latency dice) and fresh workers:
+(same latency dice), fresh workers and a fresh job store (the clip library lives in it: on one
+store, round 2 would reuse round 1's clips and buy nothing):
 
 1. one worker;
 2. two workers (each its own ``KLINGFLOW_RUNS_DIR``), the same deployments with fresh run ids.
@@ -38,8 +39,14 @@ The sandbox renders real (tiny) MP4s with ffmpeg. On 2 cores that would compete 
 measured, and the second round would find the first round's clips already rendered, so every
 clip is rendered once beforehand (a warm-up sandbox) into a cache both rounds share.
 
+``--stage cpu`` measures the CPU-bound work on its own: generation takes ~no time (clips from the
+cache, latency × 0.001), each master re-encodes its clips with crossfades, and worker *i* (with
+the flow runs it starts) is pinned to core *i* with ``taskset``, the honest stand-in on one
+machine for workers on machines of their own; the shared services stay mostly idle.
+
 Usage: ``.venv/bin/python scripts/bench_scale.py [--scripts 6] [--variants 2] [--segments 5]
-[--in-flight 6] [--rate 3] [--burst 3] [--latency-scale 0.05] [--json PATH]`` (~6 min).
+[--in-flight 6] [--rate 3] [--burst 3] [--latency-scale 0.05] [--stage cpu] [--json PATH]``
+(~6 min).
 """
 
 from __future__ import annotations
@@ -51,7 +58,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import signal
 import statistics
@@ -62,25 +68,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.providers.sandbox.config import FaultConfig, SandboxConfig
-from pipeline.stack.measure import Sampler, limit_bound, load_average, max_in_window
+from pipeline.stack.measure import (
+    Sampler,
+    limit_bound,
+    load_average,
+    max_in_window,
+    postmaster_pid,
+    start_latencies,
+    submitted_by,
+)
 from pipeline.stack.postgres import PostgresCluster
 from pipeline.stack.prefect_server import Worker
 from pipeline.stack.sandbox import SandboxProcess, warm_render_cache
-from pipeline.stack.scale import Limits, ScaleStack, sandbox_env
+from pipeline.stack.scale import Limits, ScaleStack, draft_specs, generous_sandbox, sandbox_env
 
 BUCKET = "klingflow-bench-scale"
 POOL = "bench-scale"
 #: One request per shot: no two of these fit in one 15 s request together.
 SHOT_SECONDS = (10, 8, 12, 9, 15, 11, 8, 14, 10, 13)
 SANDBOX_SEED = 7
+#: ``--stage cpu``'s defaults: per flow run one master re-encoding ~60 s of 960×540.
+CPU_STAGE: dict[str, Any] = {
+    "scripts": 4, "variants": 1, "segments": 6, "latency_scale": 0.001, "render_scale": 0.5,
+}  # fmt: skip
 
 
 # --- the render scripts -------------------------------------------------------------------------
 
 
-def write_script(path: Path, index: int, variants: int, segments: int) -> str:
-    """Script ``bench-scale-{index}``: one independent narrative, ``segments`` one-shot requests."""
+def write_script(path: Path, index: int, variants: int, segments: int, transition: str = "cut") -> str:
+    """Script ``bench-scale-{index}``: one independent narrative, ``segments`` one-shot requests;
+    ``transition: crossfade`` makes each master a full re-encode (the CPU-bound stage)."""
     name = f"bench-scale-{index}"
     shots = [SHOT_SECONDS[(index + i) % len(SHOT_SECONDS)] for i in range(segments)]
     lines = [
@@ -96,34 +114,12 @@ def write_script(path: Path, index: int, variants: int, segments: int) -> str:
         "variants:",
         *(f"  - {{id: v{v}, overrides: {{seed: {1000 * index + v}}}}}" for v in range(variants)),
         "budget: {limit_usd: 100000, draft_tier: standard, final_tier: pro, finals: 0}",
-        f"output: {{loudness_lufs: null, subtitles: false, archive: 's3://{BUCKET}/archive'}}",
+        f"output: {{transition: {transition}, loudness_lufs: null, subtitles: false, "
+        f"archive: 's3://{BUCKET}/archive'}}",
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return name
-
-
-def draft_specs(script: Path) -> list[Any]:
-    from pipeline.planning.plan import build_plan
-    from pipeline.script.loader import load_script
-
-    return [r.spec() for r in build_plan(load_script(script).script).requests_for("draft")]
-
-
-# --- one round ---------------------------------------------------------------------------------------
-
-
-def timed_sandbox_config(args: argparse.Namespace) -> SandboxConfig:
-    """Provider side: modelled latency, plenty of GPU slots, limits far above the shared ones."""
-    return SandboxConfig(
-        latency_scale=args.latency_scale,
-        render_scale=args.render_scale,
-        slots=args.gpu_slots,
-        max_in_flight=10_000,
-        submit_rate_per_s=10_000,
-        submit_burst=10_000,
-        faults=FaultConfig(seed=SANDBOX_SEED),
-    )
 
 
 def run_round(
@@ -140,8 +136,11 @@ def run_round(
     run_ids = {name: f"bench-r{round_no}-{name}" for name in names}
     n_jobs = jobs_per_script * len(names)
     renders_before = len(list(cache.glob("*.mp4")))
+    stack.fresh_store()  # else round 2 would reuse round 1's clips from the library, buying nothing
     sandbox = SandboxProcess.probed(
-        timed_sandbox_config(args), stack.folder / f"sandbox-r{round_no}", render_cache=cache
+        generous_sandbox(args.latency_scale, args.render_scale, args.gpu_slots, seed=SANDBOX_SEED),
+        stack.folder / f"sandbox-r{round_no}",
+        render_cache=cache,
     ).start()
     workers: list[Worker] = []
     try:
@@ -149,6 +148,7 @@ def run_round(
             [f"r{round_no}-w{i}" for i in range(1, n_workers + 1)],
             limit=limit,
             env=sandbox_env(sandbox, latency_scale=args.latency_scale),
+            cores=list(range(n_workers)) if args.stage == "cpu" else None,
         )
         stack.wait_online(workers)
         time.sleep(args.query_seconds)  # every worker has polled the (empty) pool at least once
@@ -158,7 +158,7 @@ def run_round(
         roots = {w.proc.pid: "workers" for w in workers if w.proc is not None}
         roots |= {
             stack.server.proc.pid: "prefect server",
-            postmaster_pid(stack.postgres): "postgres",
+            postmaster_pid(stack.postgres.data_dir): "postgres",
             sandbox.pid: "sandbox",
         }
         sampler = Sampler(roots, interval=args.sample_interval).start()
@@ -228,6 +228,7 @@ def run_round(
         "round": round_no,
         "workers": n_workers,
         "worker_limit": limit,
+        "cores": list(range(n_workers)) if args.stage == "cpu" else None,
         "flow_runs": len(ids),
         "flow_runs_per_worker": per_worker,
         "jobs": n_jobs,
@@ -257,38 +258,6 @@ def run_round(
     }
 
 
-def postmaster_pid(pg: PostgresCluster) -> int:
-    """The PostgreSQL server's pid (the root of its process tree)."""
-    return int((pg.data_dir / "postmaster.pid").read_text().split()[0])
-
-
-def submitted_by(log: str) -> set[str]:
-    """Flow run ids a worker submitted, minus those whose submission the server aborted."""
-    tried = set(re.findall(r"submitting flow run '([0-9a-f-]{36})'", log))
-    return tried - set(re.findall(r"Aborted submission of flow run '([0-9a-f-]{36})'", log))
-
-
-def start_latencies(final: dict[Any, Any], states: list[list[Any]]) -> dict[str, float]:
-    """Flow run created → Pending (a worker took it) → Running (its process started the flow)."""
-    pending, running = [], []
-    for fr, history in zip(final.values(), _ordered(final, states), strict=True):
-        at = {s.type.value: s.timestamp.timestamp() for s in reversed(history)}  # first of each type
-        created = fr.created.timestamp()
-        pending.append(at["PENDING"] - created)
-        running.append(at["RUNNING"] - created)
-    return {
-        "to_pending_mean_s": statistics.mean(pending),
-        "to_pending_max_s": max(pending),
-        "to_running_mean_s": statistics.mean(running),
-        "to_running_max_s": max(running),
-    }
-
-
-def _ordered(final: dict[Any, Any], states: list[list[Any]]) -> list[list[Any]]:
-    by_run = {hist[0].state_details.flow_run_id: hist for hist in states if hist}
-    return [sorted(by_run[i], key=lambda s: s.timestamp) for i in final]
-
-
 # --- the whole benchmark -----------------------------------------------------------------------------
 
 
@@ -316,7 +285,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         (work / "scripts").mkdir()
         for i in range(args.scripts):
             path = work / "scripts" / f"bench-scale-{i}.yaml"
-            scripts[write_script(path, i, args.variants, args.segments)] = path
+            transition = "crossfade" if args.stage == "cpu" else "cut"
+            scripts[write_script(path, i, args.variants, args.segments, transition)] = path
         stack.cli("deploy", *(str(p) for p in scripts.values()), "--pool", POOL)
         specs = [s for p in scripts.values() for s in draft_specs(p)]
         jobs_per_script = len(specs) // len(scripts)
@@ -403,7 +373,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         header,
         "|---|" + "---:|" * len(rounds),
         row("flow runs (per worker)", lambda r: f"{r['flow_runs']} ({', '.join(map(str, r['flow_runs_per_worker'].values()))})"),
-        row("worker `--limit`", lambda r: str(r["worker_limit"])),
+        row("worker `--limit`; cores (taskset)", lambda r: f"{r['worker_limit']}; {r['cores'] or 'not pinned'}"),
         row("jobs charged / masters archived", lambda r: f"{r['jobs']} / {r['masters_archived']}"),
         row("wall: trigger → last flow run Completed", lambda r: f"{r['wall_s']:.1f} s"),
         row("jobs/s", lambda r: f"{r['jobs_per_s']:.2f}"),
@@ -431,7 +401,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     cmd = (
         f".venv/bin/python scripts/bench_scale.py --scripts {args.scripts} --variants {args.variants} "
         f"--segments {args.segments} --in-flight {args.in_flight} --rate {args.rate:g} --burst {args.burst} "
-        f"--latency-scale {args.latency_scale:g}"
+        f"--latency-scale {args.latency_scale:g} --render-scale {args.render_scale:g} --stage {args.stage}"
     )
     m = result["machine"]
     print()
@@ -443,6 +413,13 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     print(f"command: {cmd}")
     print()
     print("\n".join(table))
+    for one in (r for r in rounds if r["workers"] == 1):
+        for more in (r for r in rounds if r["workers"] > 1):
+            print(
+                f"\nspeed-up, round {more['round']} ({_workers(more)}) against round {one['round']} "
+                f"(1 worker): {one['wall_s'] / more['wall_s']:.2f}× on the wall time, "
+                f"{one['tail_after_last_charge_s'] / more['tail_after_last_charge_s']:.2f}× after the last charge"
+            )
     print()
     print("CPU seconds by component (sampled from /proc every "
           f"{args.sample_interval:g} s; short-lived processes partly missed):")  # fmt: skip
@@ -485,9 +462,21 @@ if __name__ == "__main__":
     parser.add_argument("--query-seconds", type=float, default=2.0, help="PREFECT_WORKER_QUERY_SECONDS")
     parser.add_argument("--sample-interval", type=float, default=0.5, help="seconds between /proc samples")
     parser.add_argument("--round-timeout", type=float, default=600.0, help="seconds a round may take")
+    parser.add_argument(
+        "--stage",
+        choices=("generation", "cpu"),
+        default="generation",
+        help="cpu: the CPU-bound stage on its own (near-instant generation from the render cache, "
+        "crossfaded masters re-encoded, worker i pinned to core i with taskset); its defaults: "
+        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in CPU_STAGE.items()),
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     parser.add_argument("--json", default=None, help="also write the raw numbers here")
     cli = parser.parse_args()
+    if cli.stage == "cpu":  # the stage's defaults, where the command line left the general ones
+        for key, value in CPU_STAGE.items():
+            if getattr(cli, key) == parser.get_default(key):
+                setattr(cli, key, value)
     if not 1 <= cli.segments <= len(SHOT_SECONDS):
         parser.error(f"--segments must be 1..{len(SHOT_SECONDS)}")
     signal.signal(signal.SIGTERM, _interrupt)

@@ -35,16 +35,20 @@ F requests in flight, a submit rate R (token bucket, burst B) and N jobs:
   longest single latency);
 - sandbox GPU slots (S): makespan ≥ Σ(render time) / S (with S ≥ F, the default, never binding).
 
-bound = the largest of these. It ignores submit round trips, polling delay and downloads, so 100 %
-is unreachable; what is left over is what orchestration and polling cost.
+bound = the largest of these. It ignores submit round trips and the polling delay, so 100 % is
+unreachable; what is left over is what orchestration and polling cost. (The result, the download
+and its ffprobe check come after the engine releases the slot at the terminal status, so they do
+not count against the in-flight limit.)
 
 The sandbox renders real (tiny) MP4s with ffmpeg; on 2 cores that would compete with what is
 measured, so every clip is rendered once beforehand into a cache (``--cache-dir``, reused by
 later runs) and the timed sandboxes serve cached files at their modelled times.
 
 Usage: ``.venv/bin/python scripts/bench_throughput.py [--variants 20] [--in-flight 8] [--rate 4]
-[--burst 4] [--scale 0.02] [--baseline-jobs 20] [--skip-flow]`` (~5 min; the first run also
-renders the cache, ~1–2 min more).
+[--burst 4] [--scales 0.02 0.1] [--baseline-jobs 20] [--skip-flow]`` (~5 min at the first
+scale, where every phase runs; ~5 min more for the engine at 0.1; the first run also renders the
+cache, ~1–2 min more). The engine runs at every scale: a table compares them with the projection
+to real-world latencies (:func:`scale_row`).
 """
 
 from __future__ import annotations
@@ -197,53 +201,128 @@ def main(args: argparse.Namespace) -> None:
         )
         print(f"render cache ready in {time.monotonic() - t0:.1f} s ({cache})", flush=True)
 
-        common = {
-            "script": str(script),
-            "in_flight": args.in_flight,
-            "rate": args.rate,
-            "burst": args.burst,
-            "scale": args.scale,
-            "render_scale": args.render_scale,
-        }
-        phases: dict[str, dict[str, Any]] = {}
-        breakdown: dict[str, float] = {}
-        bounds: dict[str, dict[str, float]] = {}
-        order = ["engine"] + ([] if args.skip_flow else ["flow"]) + ["baseline"]
-        for name in order:
-            sandbox = SandboxProcess.probed(timed_config(args), work / f"sandbox-{name}", render_cache=cache)
-            sandbox.start()
-            try:
-                params = {
-                    **common,
-                    "runs_dir": str(work / f"runs-{name}"),
-                    "base_url": sandbox.base_url,
-                    "origin": sandbox.origin,
-                }
-                env = None
-                if name == "baseline":
-                    Path(params["runs_dir"]).mkdir()
-                    k = min(args.baseline_jobs, n)
-                    params["indices"] = [round(i * n / k) for i in range(k)]
-                elif name == "flow":
-                    env = flow_env(params, work)
-                cpu0 = process_cpu(sandbox.pid)
-                print(f"phase {name} ...", flush=True)
-                phases[name] = run_phase(name, params, env)
-                phases[name]["sandbox_cpu_s"] = process_cpu(sandbox.pid) - cpu0
-                if name != "baseline":
-                    jobs = sandbox.jobs()
-                    bounds[name] = lower_bound(jobs, args.in_flight, args.rate, args.burst, args.slots)
-                    if "slots" in phases[name]:
-                        breakdown = slot_breakdown(phases[name], jobs, args.in_flight)
-                else:
-                    jobs = sandbox.jobs()
-                    phases[name]["latency_sum_s"] = sum(
-                        j["finished"] - j["accepted"] for j in jobs if j["finished"]
-                    )
-            finally:
-                sandbox.stop()
-            print(f"phase {name}: {phases[name]['makespan_s']:.1f} s", flush=True)
-        report(args, n, phases, bounds, breakdown)
+        summary = []
+        for i, scale in enumerate(args.scales):
+            args.scale = scale
+            order = ["engine"] if i else ["engine"] + ([] if args.skip_flow else ["flow"]) + ["baseline"]
+            phases, bounds, breakdown = measure(args, script, work, cache, n, order)
+            if i == 0:
+                report(args, n, phases, bounds, breakdown)
+            summary.append(scale_row(args, phases["engine"], bounds["engine"], breakdown))
+        print_scales(args, summary)
+
+
+def measure(
+    args: argparse.Namespace, script: Path, work: Path, cache: Path, n: int, order: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]], dict[str, float]]:
+    """Run ``order``'s phases at ``args.scale``, each against a fresh sandbox process."""
+    common = {
+        "script": str(script),
+        "in_flight": args.in_flight,
+        "rate": args.rate,
+        "burst": args.burst,
+        "scale": args.scale,
+        "render_scale": args.render_scale,
+    }
+    phases: dict[str, dict[str, Any]] = {}
+    breakdown: dict[str, float] = {}
+    bounds: dict[str, dict[str, float]] = {}
+    for name in order:
+        sandbox = SandboxProcess.probed(
+            timed_config(args), work / f"sandbox-{name}-{args.scale:g}", render_cache=cache
+        )
+        sandbox.start()
+        try:
+            params = {
+                **common,
+                "runs_dir": str(work / f"runs-{name}-{args.scale:g}"),
+                "base_url": sandbox.base_url,
+                "origin": sandbox.origin,
+            }
+            env = None
+            if name == "baseline":
+                Path(params["runs_dir"]).mkdir()
+                k = min(args.baseline_jobs, n)
+                params["indices"] = [round(i * n / k) for i in range(k)]
+            elif name == "flow":
+                env = flow_env(params, work)
+            cpu0 = process_cpu(sandbox.pid)
+            print(f"phase {name} ...", flush=True)
+            phases[name] = run_phase(name, params, env)
+            phases[name]["sandbox_cpu_s"] = process_cpu(sandbox.pid) - cpu0
+            if name != "baseline":
+                jobs = sandbox.jobs()
+                bounds[name] = lower_bound(jobs, args.in_flight, args.rate, args.burst, args.slots)
+                if "slots" in phases[name]:
+                    breakdown = slot_breakdown(phases[name], jobs, args.in_flight)
+            else:
+                jobs = sandbox.jobs()
+                phases[name]["latency_sum_s"] = sum(
+                    j["finished"] - j["accepted"] for j in jobs if j["finished"]
+                )
+        finally:
+            sandbox.stop()
+        print(f"phase {name}: {phases[name]['makespan_s']:.1f} s", flush=True)
+    return phases, bounds, breakdown
+
+
+def scale_row(
+    args: argparse.Namespace, engine: dict[str, Any], bound: dict[str, float], slot: dict[str, float]
+) -> dict[str, Any]:
+    """The engine phase at one latency scale, and its real-world projection.
+
+    Projection: an in-flight slot's time per job splits into parts that scale with the provider's
+    latency (ℓ itself, the polling lateness, idle slots while the pass ramps up and down) and parts
+    that do not (submit turn and round trip; the job store at the terminal status). At scale 1
+    the first grow by 1 / scale and the second stay: efficiency ≈ ℓ / slot time, so projected
+    ℓ/s ÷ ((ℓ + lateness + idle)/s + before + after).
+    """
+    scaled = slot["latency"] + slot["poll_delay"] + slot["idle"]
+    fixed = slot["before"] + slot["after"]
+    real_latency = slot["latency"] / args.scale
+    return {
+        "scale": args.scale,
+        "jobs": engine["jobs"],
+        "ok": engine["ok"],
+        "makespan_s": engine["makespan_s"],
+        "bound_s": bound["bound_s"],
+        "efficiency": bound["bound_s"] / engine["makespan_s"],
+        "calls_mean": statistics.mean(engine["status_calls"]),
+        "calls_max": max(engine["status_calls"]),
+        "lateness_ms": 1000 * slot["poll_delay"],
+        "lateness_share": slot["poll_delay"] / slot["per_job"],
+        "fixed_ms": 1000 * fixed,
+        "projected": real_latency / (scaled / args.scale + fixed),
+        "load": " ".join(load_average()),
+    }
+
+
+def print_scales(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """The engine at every latency scale, and the projection to real-world latencies."""
+    print()
+    print(
+        "| latency scale | jobs ok | makespan (s) | lower bound (s) | efficiency | status calls / job "
+        "(mean / max) | polling lateness / job (ms; share of slot time) | fixed slot time / job (ms) "
+        "| projected real-world efficiency | load average after |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(
+            f"| {r['scale']:g} | {r['ok']}/{r['jobs']} | {r['makespan_s']:.1f} | {r['bound_s']:.1f} "
+            f"| {100 * r['efficiency']:.1f} % | {r['calls_mean']:.1f} / {r['calls_max']} "
+            f"| {r['lateness_ms']:.0f} ({100 * r['lateness_share']:.1f} %) | {r['fixed_ms']:.0f} "
+            f"| {100 * r['projected']:.1f} % | {r['load']} |"
+        )
+    print(
+        "\nProjected real-world efficiency: the slot time's latency-bound parts (ℓ, polling lateness, "
+        "idle slots) scaled to scale 1, its fixed parts (submit turn and round trip; the job store at "
+        "the terminal status, where the slot is released) kept; efficiency ≈ ℓ / slot time."
+    )
+    if args.json:
+        path = Path(args.json)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data["scales"] = rows
+        path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def timed_config(args: argparse.Namespace) -> SandboxConfig:
@@ -348,8 +427,8 @@ def report(
             f"{phases[ph]['pass_started'] + phases[ph]['makespan_s'] - bounds[ph]['last_finish']:.2f} s after "
             f"the last completion at the sandbox; an in-flight slot is held "
             f"{1000 * (args.in_flight * phases[ph]['makespan_s'] - bounds[ph]['latency_sum_s']) / phases[ph]['jobs']:.0f}"
-            " ms per job beyond ℓ (F × makespan − Σℓ) / N: polling delay, submit, result, download + ffprobe, "
-            "idle slots"
+            " ms per job beyond ℓ (F × makespan − Σℓ) / N: polling delay, submit, the job store at the "
+            "terminal status, idle slots (result, download and ffprobe come after the release)"
             for ph in bounds
         ),
         f"In-flight slot time per job in the engine run (F × makespan / N = {breakdown['per_job']:.2f} s, "
@@ -357,7 +436,7 @@ def report(
         f"slot taken → accepted at the sandbox (waiting for a submit turn, reserving, submit round trip) "
         f"{1000 * breakdown['before']:.0f} ms; sandbox latency ℓ {1000 * breakdown['latency']:.0f} ms; "
         f"completed → seen by the poller {1000 * breakdown['poll_delay']:.0f} ms; seen → slot released "
-        f"(result, download, ffprobe check, job store) {1000 * breakdown['after']:.0f} ms; slot idle "
+        f"(the job store; result, download and ffprobe come after it) {1000 * breakdown['after']:.0f} ms; slot idle "
         f"{1000 * breakdown['idle']:.0f} ms.",
         "Sandbox process CPU during each phase: "
         + ", ".join(f"{ph} {phases[ph]['sandbox_cpu_s']:.1f} s" for ph in phases),
@@ -389,7 +468,8 @@ def report(
 
     cmd = (
         f".venv/bin/python scripts/bench_throughput.py --variants {args.variants} --in-flight {args.in_flight} "
-        f"--rate {args.rate:g} --burst {args.burst} --scale {args.scale:g} --baseline-jobs {args.baseline_jobs}"
+        f"--rate {args.rate:g} --burst {args.burst} --scales {' '.join(f'{x:g}' for x in args.scales)} "
+        f"--baseline-jobs {args.baseline_jobs}"
     )
     md = [
         "## Throughput under provider limits (`scripts/bench_throughput.py`)",
@@ -408,7 +488,7 @@ def report(
         f"[max(0, (N − k − {args.burst}) / {args.rate:g}) + L₍ₖ₊₁₎], the submit rate with the "
         "(k+1)-th shortest latency L₍ₖ₊₁₎ for the last k+1 jobs submitted, which includes the longest "
         f"latency; Σ render / {args.slots} GPU slots). It leaves out submit round trips, the polling "
-        "delay and downloads, so 100 % cannot be reached. Efficiency = bound / makespan. Orchestration "
+        "delay (downloads come after the slot is released), so 100 % cannot be reached. Efficiency = bound / makespan. Orchestration "
         "CPU = user + sys of the orchestrating process over the pass (the sandbox is another process); "
         "ffprobe checks of downloads and Prefect's ephemeral API server are in the next column.",
         "",
@@ -426,7 +506,13 @@ if __name__ == "__main__":
     parser.add_argument("--in-flight", type=int, default=8, help="client limit: requests in flight")
     parser.add_argument("--rate", type=float, default=4.0, help="client limit: submits per second")
     parser.add_argument("--burst", type=int, default=4, help="client limit: submit burst")
-    parser.add_argument("--scale", type=float, default=0.02, help="sandbox latency scale (and pollers')")
+    parser.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[0.02, 0.1],
+        help="sandbox latency scales (and pollers'); every phase at the first, the engine at the others",
+    )
     parser.add_argument("--render-scale", type=float, default=0.05, help="sandbox picture size")
     parser.add_argument("--slots", type=int, default=None, help="sandbox GPU slots (default: --in-flight)")
     parser.add_argument("--baseline-jobs", type=int, default=20, help="jobs the baseline runs")
@@ -435,4 +521,5 @@ if __name__ == "__main__":
     parser.add_argument("--json", default=None, help="also write the raw numbers here")
     cli = parser.parse_args()
     cli.slots = cli.slots or cli.in_flight
+    cli.scale = cli.scales[0]
     main(cli)

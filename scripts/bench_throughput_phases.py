@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.providers.runcomfy import RunComfyProvider
 from pipeline.stack.measure import CpuMeter, peak_rss_mb
 
 CLI_INTERVAL_S = 2.0
@@ -96,6 +97,7 @@ async def phase_engine(p: dict[str, Any]) -> dict[str, Any]:
         hooks=RunHooks(on_event=on_event),
     ) as session:
         provider = session.provider.provider
+        assert isinstance(provider, RunComfyProvider)  # the sandbox speaks RunComfy's API
         # A look is a status call or, from the adapter, a result call (poll_result): trace both.
         for name in ("status", "poll_result"):
             if hasattr(provider, name):

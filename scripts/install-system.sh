@@ -2,11 +2,11 @@
 # The Debian packages klingflow needs, each installed with apt-get only when missing (as root, or
 # through sudo): ffmpeg (ffmpeg and ffprobe) and fonts-dejavu-core (the sandbox's captions), which
 # is what the Docker image holds; with --dev also postgresql (the server that the scale-out
-# integration test starts with initdb).
+# integration test starts with initdb) and chromium (the review page's browser test).
 #
 #   scripts/install-system.sh [--dev] [--clean] [--check]
 #
-#   --dev     also the development packages (postgresql)
+#   --dev     also the development packages (postgresql, chromium)
 #   --clean   after installing, empty apt's package lists and cache (the Dockerfile uses it;
 #             KLINGFLOW_APT_CLEAN=1 does the same)
 #   --check   print what is present and what would be installed, install nothing, exit 0
@@ -35,12 +35,13 @@ done
 has_ffmpeg() { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; }
 has_fonts() { [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; }
 has_postgresql() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
+has_chromium() { command -v chromium >/dev/null 2>&1; }
 
 packages=(ffmpeg fonts-dejavu-core)
 probes=(has_ffmpeg has_fonts)
 if [ "$dev" -eq 1 ]; then
-  packages+=(postgresql)
-  probes+=(has_postgresql)
+  packages+=(postgresql chromium)
+  probes+=(has_postgresql has_chromium)
 fi
 
 missing() {

@@ -346,7 +346,7 @@ def test_install_system_check_reports_and_installs_nothing(dev: bool) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     listed = [line.split(": ")[1] for line in lines if line.endswith((": present", ": missing"))]
-    assert listed == ["ffmpeg", "fonts-dejavu-core", *(["postgresql"] if dev else [])]
+    assert listed == ["ffmpeg", "fonts-dejavu-core", *(["postgresql", "chromium"] if dev else [])]
     assert lines[-1] in {"install-system: nothing to install"} or "--no-install-recommends" in lines[-1]
 
 

@@ -4,7 +4,7 @@
 
     RUN_DIR/run.json                                   {"script": ..., "run_id": ...}
     RUN_DIR/<narrative>/<variant>/<draft|final>/{master.mp4, master.srt, contact-sheet.png,
-                                                 manifest.json}
+                                                 poster.png, master.otio, manifest.json}
 
 to ``{prefix}/{script}/{run_id}/{narrative}/{variant}/{pass}/{file}`` of an object store
 (:mod:`pipeline.storage`: an S3 bucket or a directory), each master's ``manifest.json`` last,
@@ -60,6 +60,7 @@ __all__ = [
     "PutResult",
     "RunInfo",
     "S3Archive",
+    "archive_report",
     "archive_run",
     "find_pass_dirs",
     "open_archive",
@@ -144,6 +145,8 @@ class _MasterFiles:
     variant: str
     pass_: str
     files: tuple[tuple[Path, str], ...]  # (path, sha256), the manifest last
+    #: Key segments under the pass: a take after the first has keys of its own (write-once).
+    take: tuple[str, ...] = ()
 
 
 def read_run_info(run_dir: Path) -> RunInfo:
@@ -200,7 +203,8 @@ def _master_files(pass_dir: Path, info: RunInfo) -> _MasterFiles:
                 f"{pass_dir / name}: not in {manifest_path}; refusing to archive it unrecorded"
             )
     files.append((manifest_path, sha256_of(manifest_path, what=f"reading {manifest_path}")))
-    return _MasterFiles(pass_dir, narrative, variant, pass_, tuple(files))
+    take = (f"take-{manifest.take}",) if manifest.take and manifest.take > 1 else ()
+    return _MasterFiles(pass_dir, narrative, variant, pass_, tuple(files), take)
 
 
 def _checked(pass_dir: Path, name: str, sha256: str, size: int) -> tuple[Path, str]:
@@ -279,7 +283,13 @@ def _archive_masters(
         complete = True
         for path, sha256 in master.files:
             key = archive.location.key(
-                info.script, info.run_id, master.narrative, master.variant, master.pass_, path.name
+                info.script,
+                info.run_id,
+                master.narrative,
+                master.variant,
+                master.pass_,
+                *master.take,
+                path.name,
             )
             try:
                 result = archive.put(key, path, sha256)
@@ -295,3 +305,25 @@ def _archive_masters(
             if remove_local_masters:
                 (pass_dir / MASTER_NAME).unlink(missing_ok=True)
     return report
+
+
+def archive_report(
+    run_dir: str | Path,
+    report: Path,
+    destination: ArchiveLocation | str | None,
+    *,
+    name: str,
+    settings: S3Settings | None = None,
+) -> FileReport:
+    """Archive the run's review page as ``{prefix}/{script}/{run_id}/{name}``, beside the masters
+    its relative links point to. The archive never overwrites, so each rerun passes a new ``name``
+    (an identical page already there is reported as present)."""
+    info = read_run_info(Path(run_dir))
+    archive = open_archive(destination, settings=settings)
+    try:
+        archive.check()
+        key = archive.location.key(info.script, info.run_id, key_segment(name, "report name"))
+        result = archive.put(key, report, sha256_of(report, what=f"reading {report}"))
+    finally:
+        archive.close()
+    return FileReport(result.outcome, report, result.uri, result.size, result.sha256)

@@ -45,7 +45,7 @@ SCHEMA_VERSION: Final = 1
 MANIFEST_NAME: Final = "manifest.json"
 MASTER_NAME: Final = "master.mp4"
 #: Files that may sit beside a master, in the order they are archived (before the manifest).
-SIDECAR_NAMES: Final = ("master.srt", "contact-sheet.png")
+SIDECAR_NAMES: Final = ("master.srt", "contact-sheet.png", "poster.png", "master.otio")
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Pass = Literal["draft", "final"]
@@ -87,6 +87,14 @@ class SegmentRecord(_Record):
     prompt: str
     cost_usd: Decimal = Field(ge=0, description="what the provider charged (JSON: a decimal string)")
     clip_sha256: Sha256
+    paid_by_run: str | None = Field(
+        default=None,
+        description="the run that bought the clip, when this run reused it from the clip library "
+        "(it paid nothing for it); null when this run bought it",
+    )
+    take: int | None = Field(
+        default=None, ge=1, description="which take of the segment the master uses (null: the first)"
+    )
 
 
 class FileRecord(_Record):
@@ -137,6 +145,12 @@ class Manifest(_Record):
     files: list[FileRecord] = Field(default_factory=list)
     versions: Versions
     timings: Timings
+    take: int | None = Field(
+        default=None,
+        ge=1,
+        description="the master's take (a reroll or `klingflow use` makes a new one); a take after "
+        "the first is archived under `…/{pass}/take-N/`",
+    )
 
     @property
     def cost_usd(self) -> Decimal:

@@ -15,7 +15,18 @@ import traceback
 import typer
 from rich.console import Console
 
-from pipeline.cli import archive_cmds, deploy_cmds, provider_cmds, run_cmds, script_cmds
+from pipeline.cli import (
+    approve_cmds,
+    archive_cmds,
+    deploy_cmds,
+    library_cmds,
+    provider_cmds,
+    run_cmds,
+    script_cmds,
+    status_cmds,
+    stitch_cmds,
+    take_cmds,
+)
 from pipeline.cli.app import app
 from pipeline.errors import (
     EXIT_CANTCREAT,
@@ -30,7 +41,18 @@ try:  # typer >= 0.20 vendors its own copy of click; older ones use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
-for _module in (script_cmds, run_cmds, deploy_cmds, provider_cmds, archive_cmds):
+for _module in (
+    script_cmds,
+    run_cmds,
+    status_cmds,
+    approve_cmds,
+    deploy_cmds,
+    provider_cmds,
+    archive_cmds,
+    take_cmds,
+    library_cmds,
+    stitch_cmds,
+):
     _module.register(app)
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -15,12 +15,15 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.cli.orchestration import orchestration
+from pipeline.cli.provider_cmds import ProviderChoice
 from pipeline.cli.run_cmds import prefect_env
 from pipeline.settings import load_settings
 
 _out = Console(highlight=False)
 
-_PROVIDER = typer.Option(help="sandbox or runcomfy for every run of the deployment (default: the script's).")
+_PROVIDER = typer.Option(
+    help="runcomfy, fal, kling or sandbox for every run of the deployment (default: the script's)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +33,7 @@ def register(app: typer.Typer) -> None:
     def deploy(
         scripts: Annotated[list[str], typer.Argument(help="Render scripts: paths or s3://bucket/key.yaml.")],
         pool: Annotated[str, typer.Option(help="Work pool whose workers run the renders.")] = "klingflow",
-        provider: Annotated[str | None, _PROVIDER] = None,
+        provider: Annotated[ProviderChoice | None, _PROVIDER] = None,
     ) -> None:
         """Register a deployment of the render flow per SCRIPT, on its schedule (cron + time zone).
 
@@ -40,7 +43,7 @@ def register(app: typer.Typer) -> None:
         Example: klingflow deploy configs/weekly-campaign.yaml
         """
         prefect_env(verbose=False)
-        made = orchestration().deploy(scripts, pool=pool, provider=provider)
+        made = orchestration().deploy(scripts, pool=pool, provider=provider.value if provider else None)
         table = Table("deployment", "schedule", "script", "id")
         for d in made:
             table.add_row(d.name, d.schedule, d.script, d.id)
@@ -50,7 +53,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         scripts: Annotated[list[str], typer.Argument(help="Render scripts: paths or s3://bucket/key.yaml.")],
-        provider: Annotated[str | None, _PROVIDER] = None,
+        provider: Annotated[ProviderChoice | None, _PROVIDER] = None,
         limit: Annotated[int | None, typer.Option(min=1, help="Renders at once (default: no limit).")] = None,
     ) -> None:
         """Serve the SCRIPTS' deployments from this one process, on their schedules, until stopped.
@@ -61,7 +64,9 @@ def register(app: typer.Typer) -> None:
         """
         prefect_env(verbose=True)
         runs_dir = load_settings().run.runs_dir
-        orchestration().serve(scripts, runs_dir=runs_dir, provider=provider, limit=limit)
+        orchestration().serve(
+            scripts, runs_dir=runs_dir, provider=provider.value if provider else None, limit=limit
+        )
 
     @app.command()
     def worker(

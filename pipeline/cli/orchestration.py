@@ -12,6 +12,14 @@ import Prefect.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,6 +106,10 @@ class Orchestration(Protocol):
         """Schedule ``run`` again on any worker; (flow run name, flow run id)."""
         ...
 
+    def approve(self, run: str, variants: Sequence[str]) -> str:
+        """Resume ``run``'s flow run paused for a choice of finals with ``variants``; its name."""
+        ...
+
 
 def orchestration() -> Orchestration:
     """The installed flows' :class:`Orchestration`; StackError (exit 69) when none is installed."""
@@ -109,3 +121,149 @@ def orchestration() -> Orchestration:
         f"klingflow's flows are not installed (no {GROUP!r} entry point): reinstall the package, "
         "e.g. pip install -e ."
     )
+
+
+#: Set to the early server's API URL while it serves, beside ``PREFECT_API_URL``: the flows ask
+#: it to tell this temporary server from a configured one (``flows.limits.server_configured``).
+EARLY_SERVER_ENV = "KLINGFLOW_EPHEMERAL_API_URL"
+#: Prefect's own health endpoint, polled this often while the server boots.
+_POLL_S = 0.05
+
+
+class EarlyServer:
+    """Prefect's temporary (ephemeral) API server, started by ``klingflow run`` before Prefect
+    is imported, so that its ~3 s of boot (mostly importing Prefect's server) run on the other
+    core while this process imports the flows, instead of after them.
+
+    It is the command Prefect's own ``SubprocessASGIServer`` runs (uvicorn on Prefect's app
+    factory, UI off, ephemeral services), on a free loopback port given to this process as
+    ``PREFECT_API_URL``: Prefect reads its settings once, when imported, so the port is settled
+    before that. :data:`EARLY_SERVER_ENV` marks the URL as this temporary server's, so that the
+    flows still treat the run as Prefect's ephemeral mode (local limits, no UI choice).
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, saved: dict[str, str | None]) -> None:
+        self.proc = proc
+        self.port = port
+        self._saved = saved
+
+    @property
+    def api_url(self) -> str:
+        """The server's API base, as Prefect's client wants it."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Return once the server answers ``/health``; StackError (exit 69) if it exits first or
+        does not answer within ``timeout`` (default: ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``,
+        else 120 s)."""
+        import httpx  # only once the script is planned: validate never needs it
+
+        if timeout is None:
+            timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 120)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    self.stop()
+                    raise StackError(
+                        f"Prefect's temporary API server exited with code {self.proc.returncode} "
+                        "as it started (its messages are above)"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.api_url}/health").status_code == 200:
+                        return
+                time.sleep(_POLL_S)
+        self.stop()
+        raise StackError(f"Prefect's temporary API server did not answer within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, SIGKILL after 5 s, as Prefect does) and give the environment
+        back its previous ``PREFECT_API_URL``; safe twice."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.restore_environment()
+
+    def restore_environment(self) -> None:
+        """Give the environment back its previous ``PREFECT_API_URL`` (Prefect, once imported,
+        keeps the URL it read); safe twice."""
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved = {}
+
+
+_early: list[EarlyServer] = []
+
+
+def start_early_server() -> EarlyServer | None:
+    """Start Prefect's temporary API server now, when the run will need one; None when it will
+    not (a server is configured) or cannot be started this way (Prefect already imported, e.g.
+    under tests: its settings are read). It stops at exit; :func:`release_early_server` gives the
+    environment back."""
+    if "prefect" in sys.modules or _server_may_be_configured():
+        return None
+    spec = importlib.util.find_spec("prefect")
+    if spec is None or spec.origin is None:
+        return None  # no Prefect: orchestration() says so
+    port = _free_port()
+    saved = {name: os.environ.get(name) for name in ("PREFECT_API_URL", EARLY_SERVER_ENV)}
+    server_env = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    command = [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent),
+        "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+        "--port", str(port), "--log-level", "error", "--lifespan", "on",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, env={**os.environ, **server_env}, stdin=subprocess.DEVNULL)
+    server = EarlyServer(proc, port, saved)
+    os.environ["PREFECT_API_URL"] = os.environ[EARLY_SERVER_ENV] = server.api_url
+    # Stopped at exit, as Prefect stops its own: registered before Prefect is imported, so it
+    # runs after Prefect's exit handlers, which still send the last logs and events to it.
+    atexit.register(server.stop)
+    _early.append(server)
+    return server
+
+
+def release_early_server() -> None:
+    """Once the command is over: give the environment back its ``PREFECT_API_URL`` (an
+    in-process caller's later children must not inherit it), and stop the server now if
+    Prefect never started (bad input); else it stops at exit, after Prefect's last logs."""
+    while _early:
+        server = _early.pop()
+        if "prefect" in sys.modules:
+            server.restore_environment()
+        else:
+            server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _server_may_be_configured() -> bool:
+    """Whether Prefect may find a server URL anywhere it reads settings from: the environment,
+    the profiles file, ``prefect.toml``, ``.env`` or ``pyproject.toml`` here. Any doubt leaves
+    the start to Prefect, as before."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    for path, marker in (
+        (profiles, "PREFECT_API_URL"),
+        (Path(".env"), "PREFECT_API_URL"),
+        (Path("prefect.toml"), ""),
+        (Path("pyproject.toml"), "tool.prefect"),
+    ):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if marker in path.read_text(encoding="utf-8"):
+                return True
+    return False

@@ -29,6 +29,7 @@ def _request_table(plan: RenderPlan) -> Table:
     for name, justify in [
         ("narrative", "left"), ("variant", "left"), ("pass", "left"), ("seg", "right"), ("tier", "left"),
         ("secs", "right"), ("audio", "center"), ("shots", "right"), ("trim", "right"), ("cost", "right"),
+        ("now", "left"),
     ]:  # fmt: skip
         table.add_column(name, justify=justify, no_wrap=True, min_width=len(name))  # type: ignore[arg-type]
     for r in plan.requests:
@@ -43,6 +44,7 @@ def _request_table(plan: RenderPlan) -> Table:
             str(r.shots),
             f"{r.trimmed_seconds} s" if r.trimmed_seconds else "",
             _money(r.cost),
+            _reuse_or_buy(r),
         )
     return table
 
@@ -76,6 +78,24 @@ def _grouped_table(plan: RenderPlan) -> Table:
     return table
 
 
+# --- the clip library's part (issue 15): reuse (paid before, $0 now) or buy ------------------
+
+
+def _reuse_or_buy(request: PlannedRequest) -> str:
+    return "reuse" if request.reuse else "buy"
+
+
+def print_to_spend(console: Console, plan: RenderPlan) -> None:
+    """What this run will really buy, when the clip library holds some of its requests."""
+    reused = [r for r in plan.requests if r.reuse]
+    if reused:
+        console.print(
+            f"to spend {_money(plan.to_spend_cents):>12}   {len(plan.requests) - len(reused)} to buy, "
+            f"{len(reused)} reused from the clip library ({_money(plan.total_cents - plan.to_spend_cents)}"
+            " already paid)"
+        )
+
+
 def print_plan(console: Console, plan: RenderPlan) -> None:
     """Print the plan's table, then its totals, degradations and notes."""
     detailed = len(plan.requests) <= MAX_DETAIL_ROWS
@@ -96,6 +116,7 @@ def print_plan(console: Console, plan: RenderPlan) -> None:
         f"total    {_money(plan.total_cents):>12}   of budget {_money(b.limit)}, {_money(left)} left"
         f" (exact ${plan.total:,})"
     )
+    print_to_spend(console, plan)
     if trimmed:
         console.print(f"trimmed  {trimmed} s generated beyond the shots (3 s minimum), cut when stitching")
     for note in b.degraded:

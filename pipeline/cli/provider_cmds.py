@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pipeline.generation import ASPECT_RATIOS, MAX_DURATION, MIN_DURATION, GenerationSpec
+from pipeline.money import format_usd
 from pipeline.pricing import Tier
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class ProviderChoice(StrEnum):
 
     SANDBOX = "sandbox"
     RUNCOMFY = "runcomfy"
+    FAL = "fal"
+    KLING = "kling"
 
 
 def _fault_options(
@@ -190,7 +193,11 @@ def register(app: typer.Typer) -> None:
         end_image: Annotated[str | None, typer.Option(help="Local image or URL the clip ends on.")] = None,
         out: Annotated[Path, typer.Option(help="Directory for the clip.")] = Path(),
         provider: Annotated[
-            ProviderChoice | None, typer.Option(help="Default: runcomfy with a token, else sandbox.")
+            ProviderChoice | None,
+            typer.Option(
+                help="Default: runcomfy with a token, else sandbox; fal needs FAL_KEY, kling "
+                "KLING_ACCESS_KEY + KLING_SECRET_KEY."
+            ),
         ] = None,
         latency_scale: Annotated[
             # Above 0: the poller scales its patience by it too, and would give up at once.
@@ -302,5 +309,5 @@ def _print_report(report: JobReport) -> None:
         f"audio:      {'yes' if clip.has_audio else 'no'}",
     ]
     if cost is not None:
-        lines.append(f"cost:       ${cost}")
+        lines.append(f"cost:       {format_usd(cost, exact=True)}")
     typer.echo("\n".join(lines))

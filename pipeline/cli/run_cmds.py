@@ -1,4 +1,4 @@
-"""``klingflow run``, ``klingflow status`` and ``klingflow cancel``.
+"""``klingflow run`` and ``klingflow cancel``.
 
 ``run`` prepares the run (:func:`pipeline.render.entry.prepare_run`: loads, checks and plans the
 script, settles the run id) and loads the settings before Prefect is imported (bad input fails
@@ -10,99 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
-import sys
-from collections import defaultdict
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
-from rich.table import Table
 
-from pipeline.cli.orchestration import orchestration
-from pipeline.cli.stopping import Stopper, interrupt_before_start, stop_local_run
-from pipeline.errors import ConfigError, RunIncomplete, StackError
-from pipeline.money import format_usd
-from pipeline.planning.plan import PlannedRequest
-from pipeline.render.entry import Launch, prepare_run
-from pipeline.render.progress import RunHooks, RunOutcome
-from pipeline.render.settings import RunSettings
+from pipeline.cli import run_view
+from pipeline.cli.orchestration import orchestration, release_early_server, start_early_server
+from pipeline.cli.provider_cmds import ProviderChoice
+from pipeline.errors import ConfigError, InputNotFound, RunIncomplete
 from pipeline.settings import Settings, load_settings
-from pipeline.store.jobs import JobStatus, JobStore, Spend
 
 if TYPE_CHECKING:
+    from pipeline.render.progress import RunOutcome
     from pipeline.render.session import RunSession
+    from pipeline.render.settings import RunSettings
+
+# The run's own modules (engine, job store on SQLAlchemy, providers) are imported where they are
+# used: every command imports this module, and `validate` and `plan` need none of them
+# (tests/pipeline/cli/test_imports.py).
 
 _err = Console(stderr=True, highlight=False)
 _out = Console(highlight=False)
-
-
-class RunProgress:
-    """Live bars per pass (queued, running, done, failed) and spend against the budget."""
-
-    def __init__(self, console: Console, requests: list[PlannedRequest], limit: Decimal) -> None:
-        self.limit = limit
-        self.spent = Decimal(0)
-        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self.state: dict[tuple[str, str, str, int], str] = {}
-        self.progress = Progress(
-            TextColumn("{task.description:<7}"),
-            BarColumn(),
-            TextColumn("{task.fields[detail]}"),
-            console=console,
-            transient=False,
-        )
-        self.bars: dict[str, TaskID] = {}
-        for pass_ in ("draft", "final"):
-            total = sum(1 for r in requests if r.pass_ == pass_)
-            if total:
-                self.counts[pass_]["queued"] = total
-                self.bars[pass_] = self.progress.add_task(pass_, total=total, detail="")
-        self.money = self.progress.add_task("spend", total=float(limit), detail="")
-        self.stage = ""
-        self._refresh()
-
-    def _refresh(self) -> None:
-        for pass_, bar in self.bars.items():
-            c = self.counts[pass_]
-            detail = f"queued {c['queued']}  running {c['running']}  done {c['done']}  failed {c['failed']}"
-            self.progress.update(bar, completed=c["done"] + c["failed"], detail=detail)
-        self.progress.update(
-            self.money,
-            completed=float(self.spent),
-            detail=f"${self.spent:.2f} of ${self.limit:.2f}" + (f"   [{self.stage}]" if self.stage else ""),
-        )
-
-    def on_event(self, event: str, request: PlannedRequest, detail: str) -> None:
-        key = (request.narrative, request.variant, request.pass_, request.segment)
-        before = self.state.get(key, "queued")
-        after = {"submitted": "running", "resumed": "running", "done": "done", "reused": "done"}.get(
-            event, "failed" if event in {"failed", "skipped", "unknown"} else before
-        )
-        if event == "regenerate":
-            after = "running"
-        if after != before:
-            counts = self.counts[request.pass_]
-            counts[before] -= 1
-            counts[after] += 1
-            self.state[key] = after
-        self._refresh()
-
-    def on_spend(self, spend: Spend) -> None:
-        """The run's charged money as the job store has it: a resumed run starts from what its
-        earlier attempts charged, and a charge is the provider's figure (clip downloaded or not)."""
-        self.spent = spend.charged
-        self._refresh()
-
-    def on_stage(self, stage: str) -> None:
-        self.stage = stage
-        self._refresh()
 
 
 def prefect_env(verbose: bool) -> None:
@@ -113,20 +45,26 @@ def prefect_env(verbose: bool) -> None:
     # default 20 s wait.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The terminal shows the bars: Prefect's console handler only warnings. Its loggers stay
+        # at INFO, so the API handler still sends the flow's logs to the server's Logs tab.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
         # The ephemeral API server (a child process on our terminal) logs its own shutdown
         # races (events it could not flush as it stopped) with tracebacks: noise for a run.
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``run``, ``status`` and ``cancel`` to ``app``."""
+    """Add ``run`` and ``cancel`` to ``app`` (``status``: :mod:`pipeline.cli.status_cmds`)."""
 
     @app.command()
     def run(
         script: Annotated[str, typer.Argument(help="Path of the render script (YAML).")],
         provider: Annotated[
-            str | None, typer.Option(help="sandbox or runcomfy (default: runcomfy when a token is set).")
+            ProviderChoice | None,
+            typer.Option(
+                help="Who renders and bills: runcomfy, fal, kling or sandbox (default: the script's "
+                "provider:, else runcomfy when a token is set, else sandbox)."
+            ),
         ] = None,
         max_in_flight: Annotated[
             int | None, typer.Option(min=1, help="Requests in flight at the provider at once.")
@@ -140,14 +78,17 @@ def register(app: typer.Typer) -> None:
         rehearse: Annotated[
             bool,
             typer.Option(
-                help="With --provider runcomfy: the real provider's code path against a realistic "
-                "sandbox in this process, for free (no token needed)."
+                help="With --provider runcomfy, fal or kling: the real provider's code path against a "
+                "realistic sandbox in this process, for free (no key needed)."
             ),
         ] = False,
         run_id: Annotated[
             str | None, typer.Option(help="Run id (default: script name + script hash; rerun to resume).")
         ] = None,
         verbose: Annotated[bool, typer.Option(help="Show Prefect's logs.")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print the outcome as one JSON object (progress on stderr).")
+        ] = False,
     ) -> None:
         """Render SCRIPT: drafts, selection, finals, masters, archive and report.
 
@@ -158,10 +99,23 @@ def register(app: typer.Typer) -> None:
         """
         # Until the event loop takes over (below), SIGTERM is what Ctrl-C is: KeyboardInterrupt
         # (exit 130); nothing can have been bought yet.
+        from pipeline.cli.stopping import interrupt_before_start
+
         before = signal.signal(signal.SIGTERM, interrupt_before_start)
         try:
-            _run(script, provider, max_in_flight, approve, resubmit_unknown, run_id, verbose, rehearse)
+            _run(
+                script,
+                provider.value if provider else None,
+                max_in_flight,
+                approve,
+                resubmit_unknown,
+                run_id,
+                verbose,
+                rehearse,
+                as_json,
+            )
         finally:
+            release_early_server()
             signal.signal(signal.SIGTERM, before)
 
     def _run(
@@ -173,31 +127,49 @@ def register(app: typer.Typer) -> None:
         run_id: str | None,
         verbose: bool,
         rehearse: bool = False,
+        as_json: bool = False,
     ) -> None:
-        if provider not in (None, "sandbox", "runcomfy"):
-            raise ConfigError(f"--provider must be sandbox or runcomfy (got {provider!r})")
-        prepared = prepare_run(script, run_id)  # BudgetError (exit 3) before anything starts
+        prefect_env(verbose)
+        # Prefect's API server boots in its own process (~3 s, on the other core) while this one
+        # loads and plans the script and imports the flows; bad input stops it at once.
+        server = start_early_server()
+        from pipeline.cli.stopping import Stopper
+        from pipeline.providers.selection import choose_provider
+        from pipeline.render.entry import Launch, prepare_run
+        from pipeline.render.progress import RunHooks
+
+        prepared = prepare_run(
+            script, run_id, provider=provider
+        )  # BudgetError (exit 3) before anything is bought
         plan, rid = prepared.plan, prepared.run_id
         settings = load_settings(run={"max_in_flight": max_in_flight})
+        # Who renders and bills, said up front (the flow decides the same way).
+        billed_by = choose_provider(
+            provider or prepared.loaded.script.provider, settings.provider, rehearse=rehearse
+        ).value
         approved = [a.strip() for a in approve.split(",") if a.strip()] if approve else None
         prefect_env(verbose)
         flows = orchestration()
+        if server is not None:
+            server.wait_ready()
         from pipeline.processes import forget_stop_signals, handle_stop_signals
 
         if not verbose:
             # Prefect logs a failed task or flow run with its traceback; the run's own report and
-            # the error klingflow prints (with its exit code) say it already, without one.
-            for name in ("prefect.task_runs", "prefect.flow_runs"):
-                logging.getLogger(name).setLevel(logging.CRITICAL)
+            # the error klingflow prints (with its exit code) say it already, without one. Kept
+            # off the terminal only: the server's Logs tab gets them.
+            run_view.keep_run_logs_off_the_terminal()
 
-        view = RunProgress(_err, list(plan.requests), plan.budget.limit)
+        view = run_view.RunProgress(_err, list(plan.requests), plan.budget.limit)
         sessions: list[RunSession] = []
-        _err.print(
-            f"run {rid}: {len(plan.requests)} requests planned, ${plan.total_cents:.2f} of ${plan.budget.limit:.2f}"
-        )
+        _err.print(run_view.header(rid, plan, billed_by, rehearse=rehearse), markup=False, soft_wrap=True)
 
         hooks = RunHooks(
-            on_event=view.on_event, on_stage=view.on_stage, on_spend=view.on_spend, on_start=sessions.append
+            on_event=view.on_event,
+            on_stage=view.on_stage,
+            on_spend=view.on_spend,
+            on_start=sessions.append,
+            on_waiting=view.on_waiting,
         )
 
         async def render_until_interrupted() -> RunOutcome:
@@ -221,62 +193,14 @@ def register(app: typer.Typer) -> None:
 
         with view.progress:
             summary: RunOutcome = asyncio.run(render_until_interrupted())
-        _print_summary(summary)
+        run_view.print_summary(summary, as_json=as_json, provider=billed_by)
         if not summary.delivered:
             raise RunIncomplete(f"run {rid} did not deliver everything (see above); run again to resume")
 
     @app.command()
-    def status(
-        run: Annotated[str | None, typer.Argument(help="A run id; default: every run.")] = None,
-    ) -> None:
-        """Show runs (money, jobs by state) or, for one RUN, each of its jobs.
-
-        Example: klingflow status weekly-campaign-049373e34d
-        """
-        settings = load_settings().run
-        _print_flow_runs(run)
-        stores = _stores(settings)
-        if not stores:
-            _out.print(f"no runs under {settings.runs_dir}")
-            return
-        try:
-            if run is None:
-                table = Table("run", "script", "status", "jobs", "charged", "reserved", "limit")
-                for store in stores:
-                    for r in store.list_runs():
-                        counts = ", ".join(f"{k} {v}" for k, v in sorted(r.jobs.items()))
-                        table.add_row(
-                            r.run_id, r.script, r.status, counts,
-                            f"${r.charged:.2f}", f"${r.reserved:.2f}", f"${r.limit:.2f}",
-                        )  # fmt: skip
-                _out.print(table)
-                return
-            for store in stores:
-                jobs = store.jobs_of(run)
-                if jobs:
-                    table = Table(
-                        "narrative", "variant", "pass", "seg", "status", "attempts", "request", "error"
-                    )
-                    for j in jobs:
-                        table.add_row(
-                            j.narrative, j.variant, j.pass_, str(j.segment), j.status.value,
-                            str(j.attempts), j.request_id or "", (j.error or "")[:60],
-                        )  # fmt: skip
-                    _out.print(table)
-                    spend = store.spend(run)
-                    _out.print(
-                        f"charged ${spend.charged:.2f}, reserved ${spend.reserved:.2f}, limit ${spend.limit:.2f}"
-                    )
-                    return
-            raise ConfigError(f"no run {run!r} under {settings.runs_dir}")
-        finally:
-            for store in stores:
-                store.close()
-
-    @app.command()
     def cancel(
         run: Annotated[str, typer.Argument(help="The run id (see klingflow status).")],
-        provider: Annotated[str | None, typer.Option(help="sandbox or runcomfy.")] = None,
+        provider: Annotated[str | None, typer.Option(help="runcomfy, fal, kling or sandbox.")] = None,
         keep_requests: Annotated[
             bool, typer.Option(help="Leave its requests at the provider, for a resume to follow.")
         ] = False,
@@ -299,9 +223,13 @@ def register(app: typer.Typer) -> None:
         """
         settings = load_settings()
         flow_runs = _cancel_flow_runs(run, wait)
+        from pipeline.cli.stopping import stop_local_run
+
         stopped = stop_local_run(settings.run, run, keep_requests=keep_requests, wait=wait)
         if not flow_runs and not stopped and not _run_exists(settings.run, run):
-            raise ConfigError(f"no run {run!r} under {settings.run.runs_dir}")
+            raise InputNotFound(
+                f"no run {run!r} under {settings.run.runs_dir.resolve()} (KLINGFLOW_RUNS_DIR)"
+            )
         if not keep_requests:
             asyncio.run(_cancel(settings, run, provider, process_stopped=stopped))
         _set_status(settings.run, run, "cancelled")
@@ -310,23 +238,6 @@ def register(app: typer.Typer) -> None:
 def _server() -> bool:
     prefect_env(verbose=False)
     return orchestration().server_configured()
-
-
-def _print_flow_runs(run: str | None) -> None:
-    """The render flow runs on the Prefect server (every worker's), when one is configured."""
-    if not _server():
-        return
-    try:
-        found = orchestration().flow_runs()
-    except StackError as exc:
-        _err.print(f"warning: {exc}", markup=False)  # the job store below still answers
-        return
-    table = Table("flow run", "run", "state", "deployment", "started", "pool", title="Prefect flow runs")
-    for v in found:
-        if run is None or v.run_id == run:
-            started = v.started.strftime("%Y-%m-%d %H:%M:%S") if v.started else ""
-            table.add_row(v.name, v.run_id or "", v.state, v.deployment or "", started, v.worker or "")
-    _out.print(table)
 
 
 def _cancel_flow_runs(run: str, wait: float) -> int:
@@ -340,6 +251,8 @@ def _cancel_flow_runs(run: str, wait: float) -> int:
 
 
 def _run_exists(settings: RunSettings, run: str) -> bool:
+    from pipeline.store.jobs import JobStore
+
     if settings.store_url is None:
         return (settings.runs_dir / run / "jobs.db").is_file()
     store = JobStore.open(settings.store_url)
@@ -350,6 +263,8 @@ def _run_exists(settings: RunSettings, run: str) -> bool:
 
 
 def _set_status(settings: RunSettings, run: str, state: str) -> None:
+    from pipeline.store.jobs import JobStore
+
     if not _run_exists(settings, run):
         return
     store = JobStore.open(settings.store_url or f"sqlite:///{settings.runs_dir / run / 'jobs.db'}")
@@ -360,19 +275,12 @@ def _set_status(settings: RunSettings, run: str, state: str) -> None:
         store.close()
 
 
-def _stores(settings: RunSettings) -> list[JobStore]:
-    if settings.store_url:
-        return [JobStore.open(settings.store_url)]
-    if not settings.runs_dir.is_dir():
-        return []
-    return [JobStore.open(f"sqlite:///{db}") for db in sorted(settings.runs_dir.glob("*/jobs.db"))]
-
-
 async def _cancel(
     all_settings: Settings, run_id: str, provider: str | None, *, process_stopped: bool
 ) -> None:
     """Cancel the run's requests still queued at the provider; say which keep billing."""
     from pipeline.providers.selection import open_provider
+    from pipeline.store.jobs import JobStatus, JobStore
 
     settings = all_settings.run
     if not _run_exists(settings, run_id):
@@ -383,7 +291,9 @@ async def _cancel(
         if not pending:
             _out.print(f"run {run_id}: nothing submitted is waiting at the provider")
             return
-        if provider != "runcomfy" and settings.sandbox_url is None and not all_settings.provider.has_token:
+        # fal and Kling are real providers too: their queued requests are cancelled there.
+        real = provider in ("runcomfy", "fal", "kling")
+        if not real and settings.sandbox_url is None and not all_settings.provider.has_token:
             if process_stopped:
                 # Its sandbox lived in the process just stopped, and ended with it: a sandbox
                 # bills nobody, and a rerun resubmits what it never finished.
@@ -412,32 +322,3 @@ async def _cancel(
                     )
     finally:
         store.close()
-
-
-def _print_summary(summary: RunOutcome) -> None:
-    table = Table("narrative", "variant", "pass", "length", "QC")
-    for m in summary.masters:
-        qc = "passed" if m.qc_passed else ("failed" if m.path and not m.error else "NOT DELIVERED")
-        length = f"{m.duration_s:.2f} s" if m.path else "-"
-        table.add_row(m.narrative, m.variant, m.pass_, length, qc)
-    _out.print(table)
-    for m in summary.masters:
-        if m.error:
-            _out.print(f"[red]not delivered:[/] {m.narrative}/{m.variant}/{m.pass_}: {m.error}")
-    for job in summary.jobs_not_completed:
-        _out.print(
-            f"[yellow]not completed:[/] {job.narrative}/{job.variant}/{job.pass_} "
-            f"segment {job.segment}: {job.status} — {job.error}"
-        )
-    _out.print(
-        f"spend: {format_usd(summary.charged_usd)} charged of {format_usd(summary.limit_usd or Decimal(0))}"
-    )
-    _out.print(f"masters and manifests: {summary.run_dir}/masters")
-    if summary.archive:
-        _out.print(f"archived to: {summary.archive} (under {summary.script}/{summary.run_id}/)")
-    for item in summary.archive_refused:
-        _out.print(f"[red]not archived:[/] {escape(item.path)}: {escape(item.error)}")
-    if summary.archive_error:
-        _out.print(f"[red]archive failed:[/] {summary.archive_error}")
-    _out.print(f"report: {summary.report}")
-    sys.stdout.flush()

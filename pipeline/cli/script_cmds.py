@@ -7,10 +7,13 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from pipeline.capabilities import CAPABILITIES
+from pipeline.cli.output import console
+from pipeline.cli.plan_json import planned_provider, print_plan_json
+from pipeline.cli.provider_cmds import ProviderChoice
 from pipeline.errors import ScriptError
-from pipeline.planning.plan import build_plan, plan_to_dict
+from pipeline.money import billing_note
 from pipeline.script.loader import load_script
 
 
@@ -43,12 +46,25 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[
             bool, typer.Option("--json", help="Print one JSON object instead of a table.")
         ] = False,
+        provider: Annotated[
+            ProviderChoice | None,
+            typer.Option(
+                help="Compile and price for runcomfy, fal, kling or sandbox (default: the script's)."
+            ),
+        ] = None,
+        compare: Annotated[
+            bool, typer.Option("--compare", help="One row per provider: total and what each would drop.")
+        ] = False,
     ) -> None:
         """Show every request a run of SCRIPT would make, its cost, and the total against the budget.
 
-        Nothing is submitted. Exit 3 when even the cheapest plan exceeds budget.limit_usd.
+        Nothing is submitted. Exit 3 when even the cheapest plan exceeds budget.limit_usd
+        (with --json the plan is still printed, with "fits": false). Each request is compiled
+        for the provider (native storyboard, elements, voice where it takes them); --json shows
+        per request the exact body its adapter would submit. --compare prices the script on
+        runcomfy, fal and kling side by side.
 
-        Example: klingflow plan configs/long-form-story.yaml --json
+        Example: klingflow plan configs/long-form-story.yaml --compare
         """
         try:
             loaded = load_script(script)
@@ -56,11 +72,33 @@ def register(app: typer.Typer) -> None:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
-        render_plan = build_plan(loaded.script)
-        if as_json:
-            # dumps, not dump: json.dump streams through the pure-Python encoder (10x slower).
-            sys.stdout.write(json.dumps(plan_to_dict(render_plan), indent=2) + "\n")
+        if compare:
+            from pipeline.cli.plan_compare import compare as compare_providers
+            from pipeline.cli.plan_compare import compare_to_dict, print_compare
+
+            rows = compare_providers(loaded.script)
+            if as_json:
+                sys.stdout.write(json.dumps(compare_to_dict(rows), indent=2) + "\n")
+            else:
+                print_compare(console(), loaded.script, rows)
             return
+        chosen = provider.value if provider else loaded.script.provider
+        billed_by = planned_provider(chosen)
+        # reuse/buy per request from the clip library (pipeline/render/library_plan.py).
+        from pipeline.planning.plan import build_plan
+        from pipeline.render.library_plan import paid_for
+
+        with paid_for(loaded, provider=chosen) as paid:
+            if as_json:
+                print_plan_json(loaded.script, billed_by, paid, base_dir=loaded.base_dir)
+                return
+            render_plan = build_plan(
+                loaded.script, paid, provider=billed_by if billed_by in CAPABILITIES else None
+            )
         from pipeline.cli.plan_view import print_plan
 
-        print_plan(Console(), render_plan)
+        out = console()
+        print_plan(out, render_plan)
+        drops = "; ".join(render_plan.drops) or "nothing"
+        out.print(f"compiled for {render_plan.provider}: drops {drops}", markup=False)
+        out.print(billing_note(billed_by, render_plan.total_cents), markup=False)

@@ -1,14 +1,23 @@
-"""Loudness: two-pass ``loudnorm`` (measure, then apply linearly) and ``ebur128`` measurement."""
+"""Loudness: ``ebur128`` measurement and the level plan a master is mixed with.
+
+A master's level is set from one measurement of its clips' own audio (integrated loudness and true
+peak, :func:`parse_ebur128_summary`): one linear gain (:func:`plan_level`), applied by ``volume`` in
+the command that encodes the master's audio. Only when that gain would push the true peak over the
+ceiling is the audio limited first (:func:`limiter_filters`: the gain, then a lookahead limiter run
+at four times the sample rate, so it holds inter-sample peaks as ebur128's true peak sees them).
+Limiting takes loudness away, so the limited audio is measured and the gain raised until it lands
+within ``LIMITED_TOLERANCE_LU`` of the target (on realistic sound the first pass does).
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import ffmpeg as ffmpeg_builder
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import MediaError
 from pipeline.media.command import to_args
@@ -16,23 +25,6 @@ from pipeline.media.run import ffmpeg
 
 #: ebur128 reports this (the gate's floor) for silence; below it there is nothing to normalise.
 SILENCE_LUFS = -70.0
-
-
-class LoudnormMeasurement(BaseModel):
-    """What pass 1 of ``loudnorm`` measured (its JSON, numbers parsed)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    input_i: float
-    input_tp: float
-    input_lra: float
-    input_thresh: float
-    target_offset: float
-
-    @property
-    def is_silent(self) -> bool:
-        """True when there is no audible programme to normalise (loudnorm reports -inf or -70)."""
-        return not math.isfinite(self.input_i) or self.input_i <= SILENCE_LUFS
 
 
 class Loudness(BaseModel):
@@ -47,52 +39,101 @@ class Loudness(BaseModel):
     loudness_range_lu: float | None
     true_peak_dbtp: float | None
 
-
-def loudnorm_options(
-    target_lufs: float,
-    true_peak_db: float,
-    lra_lu: float,
-    measured: LoudnormMeasurement | None = None,
-) -> dict[str, object]:
-    """Keyword arguments of the ``loudnorm`` filter: pass 1 prints JSON, pass 2 applies ``measured``.
-
-    Pass 2 asks for ``linear=true``: one gain for the whole master, so its dynamics are kept
-    (loudnorm itself falls back to dynamic mode when the true-peak limit makes that impossible).
-    """
-    opts: dict[str, object] = {"I": target_lufs, "TP": true_peak_db, "LRA": lra_lu}
-    if measured is None:
-        opts["print_format"] = "json"
-        return opts
-    opts.update(
-        measured_I=measured.input_i,
-        measured_TP=measured.input_tp,
-        measured_LRA=measured.input_lra,
-        measured_thresh=measured.input_thresh,
-        offset=measured.target_offset,
-        linear="true",
-        print_format="summary",
-    )
-    return opts
-
-
-def parse_loudnorm_json(stderr: str) -> LoudnormMeasurement:
-    """The measurement from pass 1's stderr (the last JSON object loudnorm printed)."""
-    start = stderr.rfind("{")
-    end = stderr.rfind("}")
-    if start < 0 or end < start:
-        raise MediaError("loudnorm printed no measurement", stderr_tail=stderr[-2000:])
-    try:
-        raw = json.loads(stderr[start : end + 1])
-        # loudnorm prints numbers as strings, "-inf" included; float() reads both.
-        return LoudnormMeasurement(
-            input_i=float(raw["input_i"]),
-            input_tp=float(raw["input_tp"]),
-            input_lra=float(raw["input_lra"]),
-            input_thresh=float(raw["input_thresh"]),
-            target_offset=float(raw["target_offset"]),
+    def shifted(self, gain_db: float) -> Loudness:
+        """The loudness of this audio after a linear gain of ``gain_db`` (BS.1770 is linear)."""
+        # Rounded as ebur128 prints its values, to a tenth (no 15.999999 in a manifest).
+        return Loudness(
+            integrated_lufs=None
+            if self.integrated_lufs is None
+            else round(self.integrated_lufs + gain_db, 1),
+            loudness_range_lu=self.loudness_range_lu,
+            true_peak_dbtp=None if self.true_peak_dbtp is None else round(self.true_peak_dbtp + gain_db, 1),
         )
-    except (json.JSONDecodeError, KeyError, ValueError, ValidationError) as exc:
-        raise MediaError(f"unreadable loudnorm measurement ({exc})", stderr_tail=stderr[-2000:]) from exc
+
+
+#: What a file without audio (or a master of silent clips) measures: nothing.
+NO_LOUDNESS = Loudness(integrated_lufs=None, loudness_range_lu=None, true_peak_dbtp=None)
+
+
+#: The limiter's ceiling sits this far under the requested true peak: AAC then overshoots the
+#: limited peak by about as much (measured: -1.8 dBTP limited, -1.5 dBTP after AAC at 192 kb/s).
+LIMITER_MARGIN_DB = 0.3
+#: How far from the target a limited master may land before its gain is raised again.
+LIMITED_TOLERANCE_LU = 0.3
+#: Gain corrections tried on limited audio before settling for the closest.
+LIMITED_ATTEMPTS = 4
+#: The limiter runs at this multiple of 48 kHz: ebur128's true peak oversamples by four too.
+_OVERSAMPLE = 4
+
+
+class LevelPlan(BaseModel):
+    """How a master's audio reaches its loudness target, decided from its source measurement.
+
+    ``limit`` False: one ``volume`` of ``gain_db``, and the master measures ``source`` shifted by
+    it. ``limit`` True: the gain would put the true peak over the ceiling, so the audio goes
+    through :func:`limiter_filters` first and is measured after it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Loudness
+    target_lufs: float
+    true_peak_db: float
+    loudness_range_lu: float
+    gain_db: float
+    limit: bool
+
+    @property
+    def expected(self) -> Loudness | None:
+        """The master's loudness when it follows from the gain alone (None when limited)."""
+        return None if self.limit else self.source.shifted(self.gain_db)
+
+
+def plan_level(
+    source: Loudness, target_lufs: float, true_peak_db: float, loudness_range_lu: float = 11.0
+) -> LevelPlan | None:
+    """The gain taking ``source`` to ``target_lufs``; None when there is no programme to level.
+
+    The limiter is asked for when the peak after the gain would exceed ``true_peak_db``: the rule
+    of ``loudnorm``'s own linear mode, which this replaces (AAC may still overshoot a peak by a few
+    tenths of a dB, which QC's ``max_true_peak_dbtp`` allows for).
+    """
+    if source.integrated_lufs is None:
+        return None
+    gain = target_lufs - source.integrated_lufs
+    peak = source.true_peak_dbtp
+    limit = peak is not None and peak + gain > true_peak_db
+    return LevelPlan(
+        source=source,
+        target_lufs=target_lufs,
+        true_peak_db=true_peak_db,
+        loudness_range_lu=loudness_range_lu,
+        gain_db=round(gain, 2),
+        limit=limit,
+    )
+
+
+def limiter_filters(stream: Any, gain_db: float, true_peak_db: float, sample_rate: int = 48_000) -> Any:
+    """``stream`` (ffmpeg-python audio) raised by ``gain_db`` and limited under ``true_peak_db``.
+
+    ``alimiter`` with ``latency`` compensation keeps every sample where it was (and as many), and
+    ``level=false`` stops it from normalising its output back up to full scale.
+    """
+    ceiling = 10 ** ((true_peak_db - LIMITER_MARGIN_DB) / 20)
+    return (
+        stream.filter("volume", f"{gain_db:.2f}dB")
+        .filter("aresample", sample_rate * _OVERSAMPLE)
+        .filter("alimiter", limit=f"{ceiling:.4f}", level="false", latency="true", attack=1, release=50)
+        .filter("aresample", sample_rate)
+    )
+
+
+def next_limited_gain(level: LevelPlan, gain_db: float, got: Loudness) -> float | None:
+    """The gain to try next after limited audio at ``gain_db`` measured ``got``; None: it is close
+    enough (or silent), keep it."""
+    if got.integrated_lufs is None or abs(got.integrated_lufs - level.target_lufs) <= LIMITED_TOLERANCE_LU:
+        return None
+    return round(gain_db + level.target_lufs - got.integrated_lufs, 2)
 
 
 _SUMMARY_VALUE = {

@@ -252,12 +252,16 @@ def check(
     thresholds: QCThresholds | None = None,
     duration_tolerance_s: float | None = None,
     timeout: float = 600.0,
+    probed: Probe | None = None,
+    loudness: Loudness | None = None,
 ) -> QCReport:
     """Check a clip or master for black or frozen stretches, silence, missing audio, length, damage.
 
     ``expect_duration`` is compared within ``duration_tolerance_s`` (default one frame);
     ``expect_audio=True`` makes a missing or silent track an error, ``False`` ignores silence.
     A missing or unreadable file raises MediaError; a file that decodes with errors is reported.
+    ``probed`` and ``loudness`` reuse what the caller already knows of the file (a stitched
+    master's probe and level), so it is neither probed nor measured again.
 
     Example::
 
@@ -265,22 +269,53 @@ def check(
         report.passed, [f.kind for f in report.findings]
     """
     limits = thresholds or QCThresholds()
-    p = probe(path)
+    p = probed if probed is not None else probe(path)
     if p.video is None and p.audio is None:
         raise MediaError(f"{path}: neither video nor audio to check")
+    return report_for(
+        p,
+        detect(p, limits, timeout=timeout),
+        loudness,
+        expect_duration=expect_duration,
+        expect_audio=expect_audio,
+        thresholds=limits,
+        duration_tolerance_s=duration_tolerance_s,
+        timeout=timeout,
+    )
+
+
+def detect(p: Probe, thresholds: QCThresholds, *, timeout: float = 600.0) -> Detections:
+    """One decode of the probed file through the detectors; a damaged file is an error line."""
+    end_of_file = p.video_duration if p.video is not None else p.duration
+    try:
+        stderr = ffmpeg(detect_args(p, thresholds), timeout=timeout, what=f"QC decode of {p.path}")
+    except MediaError as exc:
+        # ffmpeg gave up part-way: the file is damaged. That is a finding, not a crash.
+        return Detections(errors=(str(exc),))
+    return parse_detections(stderr, end_of_file)
+
+
+def report_for(
+    p: Probe,
+    detections: Detections,
+    loudness: Loudness | None,
+    *,
+    expect_duration: float | None,
+    expect_audio: bool | None,
+    thresholds: QCThresholds,
+    duration_tolerance_s: float | None,
+    timeout: float = 600.0,
+) -> QCReport:
+    """The report on a probed file from its ``detections`` (measuring its loudness when not given)."""
     rate = p.video.frame_rate if p.video is not None else None
     tolerance = (
         duration_tolerance_s if duration_tolerance_s is not None else (float(1 / rate) if rate else 0.04)
     )
     tolerance += 1e-3  # ffprobe rounds durations to the microsecond, and timestamps to their time base
-    end_of_file = p.video_duration if p.video is not None else p.duration
-    try:
-        stderr = ffmpeg(detect_args(p, limits), timeout=timeout, what=f"QC decode of {path}")
-        detections = parse_detections(stderr, end_of_file)
-    except MediaError as exc:
-        # ffmpeg gave up part-way: the file is damaged. That is a finding, not a crash.
-        detections = Detections(errors=(str(exc),))
-    loudness = measure_loudness(p.path, timeout=timeout) if p.audio is not None else None
+    if p.audio is None:
+        loudness = None
+    elif loudness is None:
+        loudness = measure_loudness(p.path, timeout=timeout)
     if loudness is not None and expect_audio and loudness.integrated_lufs is None and not detections.silence:
         # Silent throughout but shorter than silence_min_s, so silencedetect said nothing;
         # ebur128 measuring no programme at all is the same defect.
@@ -291,7 +326,7 @@ def check(
         loudness,
         expect_duration=expect_duration,
         expect_audio=expect_audio,
-        thresholds=limits,
+        thresholds=thresholds,
         duration_tolerance_s=tolerance,
     )
     return QCReport(
@@ -308,5 +343,5 @@ def check(
         loudness_range_lu=loudness.loudness_range_lu if loudness else None,
         expect_duration_s=expect_duration,
         expect_audio=expect_audio,
-        thresholds=limits,
+        thresholds=thresholds,
     )

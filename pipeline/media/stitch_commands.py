@@ -1,9 +1,13 @@
 """The ffmpeg commands of a stitch plan, built as data (pure: nothing here runs ffmpeg).
 
-For each :class:`~pipeline.media.stitch_plan.Piece` one command renders the piece's video (when
-re-encoding) and its audio as raw PCM (:func:`build_piece_args`); the concat-demuxer lists join
-the video (:func:`concat_list_text`, :func:`piece_list_text`); loudness pass 1 reads the joined
-PCM (:func:`build_measure_args`); and one command muxes the master (:func:`build_stitch_args`).
+When re-encoding, one command per :class:`~pipeline.media.stitch_plan.Piece` renders its video and
+its audio as raw PCM (:func:`build_piece_args`). In copy mode only audio is rendered, up to
+``MAX_CLIPS_PER_COMMAND`` clips per command (:func:`build_audio_args`): each clip's audio decoded
+once, padded or trimmed to its video's length, and (when one command holds the whole master)
+measured by ``ebur128`` on the way. The concat-demuxer lists join the video
+(:func:`concat_list_text`, :func:`piece_list_text`); :func:`build_measure_args` measures joined PCM
+otherwise; :func:`build_limit_args` limits the peaks when the gain needs it; and one command muxes
+the master (:func:`build_stitch_args`), applying the level with one ``volume``.
 :mod:`pipeline.media.stitch` runs them.
 """
 
@@ -17,7 +21,7 @@ from typing import Any
 import ffmpeg as ffmpeg_builder
 
 from pipeline.media.command import to_args
-from pipeline.media.loudness import LoudnormMeasurement, loudnorm_options
+from pipeline.media.loudness import limiter_filters
 from pipeline.media.stitch_plan import SAMPLE_RATE, ClipPlan, Piece, Span, StitchPlan
 
 #: Keyframe every two seconds in re-encoded masters, so editors and players seek quickly.
@@ -31,6 +35,10 @@ HOLD_MARGIN_S = 1.0
 #: Input seeks land this much before the span's first frame so that frame survives the rounding
 #: of the seek time (a frame exactly at the seek point could otherwise be dropped).
 SEEK_LEAD_S = 1e-4
+#: Clips one copy-mode audio command opens at most: each open input costs ffmpeg ~2 MiB, so a
+#: long master is split over several commands rather than growing one (measured: 10 clips 77 MiB,
+#: 40 clips 131 MiB of peak RSS in one command).
+MAX_CLIPS_PER_COMMAND = 16
 
 
 def _ffconcat(entries: Sequence[tuple[str | Path, float]]) -> str:
@@ -236,18 +244,71 @@ def _pcm_input(path: str | Path) -> Any:
     return ffmpeg_builder.input(str(path), f=PCM_FORMAT, ar=SAMPLE_RATE, ac=PCM_CHANNELS)
 
 
-def build_measure_args(plan: StitchPlan, audio: str | Path) -> list[str]:
-    """Pass 1 of loudness normalisation: the joined PCM ``audio`` into ``loudnorm`` (JSON), no file.
+def _ebur128_output(stream: Any) -> Any:
+    """An output that measures ``stream`` (``ebur128``, true peak) and writes nothing."""
+    return ffmpeg_builder.output(stream.filter("ebur128", peak="true"), "-", f="null")
+
+
+def _measured_too(stream: Any, make_output: Any, measure: bool) -> Any:
+    """``make_output(stream)``, and with ``measure`` the same audio into ebur128 as well."""
+    if not measure:
+        return make_output(stream)
+    branches = stream.filter_multi_output("asplit", 2)
+    return ffmpeg_builder.merge_outputs(make_output(branches.stream(0)), _ebur128_output(branches.stream(1)))
+
+
+def audio_batches(plan: StitchPlan) -> list[tuple[Piece, ...]]:
+    """The copy-mode pieces grouped, in order, into commands of ``MAX_CLIPS_PER_COMMAND`` clips."""
+    pieces = plan.pieces
+    return [pieces[i : i + MAX_CLIPS_PER_COMMAND] for i in range(0, len(pieces), MAX_CLIPS_PER_COMMAND)]
+
+
+def batch_path(work: str | Path, batch: int) -> Path:
+    """Where the raw PCM of copy-mode audio batch ``batch`` is written in ``work``."""
+    return Path(work) / f"audio-{batch:05d}.pcm"
+
+
+def build_audio_args(
+    plan: StitchPlan, pieces: Sequence[Piece], out: str | Path, *, measure: bool
+) -> list[str]:
+    """The audio of consecutive copy-mode ``pieces`` as one raw PCM file ``out``; with ``measure``,
+    ebur128 reads the same decoded samples (the clips' own audio, no second decode).
+
+    Each clip's audio is decoded once and made exactly as long as its piece (silence for a clip
+    without audio); the pieces are joined by the ``concat`` filter, sample-exact.
+    """
+    bases: list[tuple[Hashable, Any]] = []
+    for piece in pieces:
+        span = piece.spans[0]
+        if plan.clips[span.clip].has_audio:
+            key, node = _span_input(plan, span)
+            bases.append((key, node["a:0"]))
+        else:
+            seconds = _seconds(piece.samples / SAMPLE_RATE)
+            silence = ffmpeg_builder.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi", t=seconds)
+            bases.append((("silence", seconds), silence))
+    # A file used twice (or two equal silences) is opened once and split: see _fan_out.
+    audios = [
+        _audio_piece(plan.clips[piece.spans[0].clip], piece.spans[0], piece.samples, stream)
+        for piece, stream in zip(pieces, _fan_out(bases, "asplit"), strict=True)
+    ]
+    joined = audios[0] if len(audios) == 1 else ffmpeg_builder.concat(*audios, v=0, a=1)
+    return to_args(_measured_too(joined, lambda s: _pcm_output(s, out), measure))
+
+
+def build_measure_args(audio: str | Path) -> list[str]:
+    """``ebur128`` (integrated loudness, true peak) over the joined PCM ``audio``; writes nothing.
 
     Reads the master's audio before it is encoded, and nothing else: no video is demuxed.
     """
-    opts = plan.options
-    if opts.loudness_lufs is None:
-        raise ValueError("the plan has no loudness target to measure for")
-    stream = _pcm_input(audio)["a"].filter(
-        "loudnorm", **loudnorm_options(opts.loudness_lufs, opts.true_peak_db, opts.loudness_range_lu)
-    )
-    return to_args(ffmpeg_builder.output(stream, "-", f="null"), overwrite=False)
+    return to_args(_ebur128_output(_pcm_input(audio)["a"]), overwrite=False)
+
+
+def build_limit_args(audio: str | Path, out: str | Path, *, gain_db: float, true_peak_db: float) -> list[str]:
+    """Joined PCM ``audio`` raised by ``gain_db`` and limited under ``true_peak_db`` into PCM
+    ``out``, measured by ebur128 on the way (the limited level is not the source's plus the gain)."""
+    limited = limiter_filters(_pcm_input(audio)["a"], gain_db, true_peak_db, SAMPLE_RATE)
+    return to_args(_measured_too(limited, lambda s: _pcm_output(s, out), True))
 
 
 def build_stitch_args(
@@ -255,25 +316,22 @@ def build_stitch_args(
     out_path: str | Path,
     *,
     concat_list: str | Path,
-    audio: str | Path,
+    audio: str | Path | None,
     srt_path: str | Path | None = None,
-    measured: LoudnormMeasurement | None = None,
+    gain_db: float | None = None,
 ) -> list[str]:
     """The ffmpeg arguments that write the master to ``out_path``.
 
     The video is stream-copied through the concat demuxer list ``concat_list`` (the clips in copy
-    mode, the rendered pieces otherwise); ``audio`` is the joined PCM, encoded once to AAC;
-    ``srt_path`` adds an embedded ``mov_text`` track; ``measured`` (pass 1's result) turns on
-    loudness normalisation when the plan has a target.
+    mode, the rendered pieces otherwise); ``audio`` is the joined PCM (None: no clip has audio, and
+    the master gets exact silence), encoded once to AAC after a ``volume`` of ``gain_db``;
+    ``srt_path`` adds an embedded ``mov_text`` track.
     """
     opts = plan.options
     video = ffmpeg_builder.input(str(concat_list), f="concat", safe=0)["v:0"]
-    sound = _pcm_input(audio)["a"]
-    if opts.loudness_lufs is not None and measured is not None:
-        sound = sound.filter(
-            "loudnorm",
-            **loudnorm_options(opts.loudness_lufs, opts.true_peak_db, opts.loudness_range_lu, measured),
-        )
+    sound = _silence(sum(p.samples for p in plan.pieces)) if audio is None else _pcm_input(audio)["a"]
+    if gain_db is not None:
+        sound = sound.filter("volume", f"{gain_db:.2f}dB")
     out_kwargs: dict[str, object] = {
         "vcodec": "copy",
         "acodec": "aac",
@@ -287,6 +345,7 @@ def build_stitch_args(
     if srt_path is not None:
         streams.append(ffmpeg_builder.input(str(srt_path), f="srt")["s:0"])
         out_kwargs["c:s"] = "mov_text"
+        out_kwargs["metadata:s:s:0"] = f"language={opts.subtitle_language}"
     return to_args(ffmpeg_builder.output(*streams, str(out_path), **out_kwargs))
 
 

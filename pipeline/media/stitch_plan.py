@@ -87,6 +87,8 @@ class StitchOptions(BaseModel):
     x264_preset: str = "veryfast"
     x264_crf: int = Field(default=18, ge=0, le=51)
     audio_bitrate: str = "192k"
+    #: ISO 639-2/T language of the subtitle track (``und``: undetermined).
+    subtitle_language: str = "und"
 
 
 class ClipPlan(BaseModel):

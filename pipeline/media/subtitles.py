@@ -1,9 +1,17 @@
-"""Subtitle cues from dialogue lines, and the SRT text format (write and read)."""
+"""Subtitle cues from dialogue lines, and the SRT text format (write and read).
+
+A line's cue starts when its share of the shot starts and stays on screen only as long as it
+takes to read (:data:`READING_CPS`, between :data:`MIN_CUE_S` and :data:`MAX_CUE_S`): a short line
+in a long shot no longer lingers, and a line too long to read in :data:`MAX_CUE_S` is split at
+word boundaries into several cues.
+"""
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,6 +30,22 @@ class Cue(BaseModel):
         if self.end_s <= self.start_s:
             raise ValueError(f"cue ends ({self.end_s}) before it starts ({self.start_s})")
         return self
+
+
+#: Reading speed: characters a viewer reads per second (the common subtitling guideline).
+READING_CPS = 17.0
+#: No cue is shorter than this (unless its share of the shot is) nor longer than the maximum.
+MIN_CUE_S = 1.0
+MAX_CUE_S = 7.0
+#: The most text one cue holds: what can be read in :data:`MAX_CUE_S`.
+MAX_CUE_CHARS = math.floor(MAX_CUE_S * READING_CPS)
+
+#: ISO 639-1 (the script's ``language``) to ISO 639-2/T, the code an MP4 track carries: the
+#: MP4 ``mdhd`` language field packs ISO 639-2/T (Apple QTFF, "Language list atom"), so Chinese
+#: is ``zho``, not the bibliographic ``chi``.
+ISO_639_2T = {"en": "eng", "zh": "zho", "ja": "jpn", "ko": "kor", "es": "spa"}
+#: ISO 639-2's "undetermined": what a track without a known language says.
+UNDETERMINED = "und"
 
 
 class DialogueLine(BaseModel):
@@ -50,16 +74,60 @@ def cue_text(line: DialogueLine) -> str:
     return f"{speaker[:1].upper()}{speaker[1:]}: {text}" if speaker else text
 
 
+def reading_seconds(text: str) -> float:
+    """How long ``text`` should stay on screen: its reading time, within [1 s, 7 s]."""
+    return min(MAX_CUE_S, max(MIN_CUE_S, len(text) / READING_CPS))
+
+
+def split_text(text: str, max_chars: int = MAX_CUE_CHARS) -> list[str]:
+    """``text`` in as few chunks of at most ``max_chars`` as it needs, split between words and
+    balanced in length (a single word longer than that stays whole)."""
+    words = text.split()
+    if len(text) <= max_chars or len(words) < 2:
+        return [text]
+    width = math.ceil(len(text) / math.ceil(len(text) / max_chars))
+    chunks: list[str] = []
+    current = ""
+    for word in words:
+        joined = f"{current} {word}" if current else word
+        # Balanced chunks, but never one over the hard limit.
+        if current and (len(joined) > max_chars or len(current) >= width):
+            chunks.append(current)
+            joined = word
+        current = joined
+    chunks.append(current)
+    return chunks
+
+
+def line_cues(text: str, start_s: float, end_s: float) -> list[Cue]:
+    """Cues showing ``text`` within [``start_s``, ``end_s``]: split to be readable in 7 s each,
+    each chunk's share of the time proportional to its length, and each shown only as long as
+    it takes to read (:func:`reading_seconds`)."""
+    chunks = split_text(text)
+    total = sum(len(c) for c in chunks)
+    cues: list[Cue] = []
+    done = 0
+    at = start_s
+    for chunk in chunks:
+        done += len(chunk)
+        # Cumulative shares, so rounding never pushes a chunk past the end of the slot.
+        share_end = start_s + (end_s - start_s) * done / total
+        cues.append(Cue(start_s=at, end_s=min(share_end, at + reading_seconds(chunk)), text=chunk))
+        at = share_end
+    return cues
+
+
 def cues_for_shots(shots: Sequence[ShotTiming]) -> list[Cue]:
     """Cues for every dialogue line, each shot's time shared among its lines in speaking order.
 
     A line's share is proportional to its length in characters, since longer lines take longer to
-    say and to read; the shares tile the shot exactly, without gaps or overlaps.
+    say and to read; the shares tile the shot without gaps or overlaps, and within its share a
+    line is shown as :func:`line_cues` says (starting with the share, for its reading time).
 
     Example::
 
         cues_for_shots([ShotTiming(start_s=4, duration_s=4, lines=(DialogueLine(line="Hi"),))])
-        # [Cue(start_s=4.0, end_s=8.0, text="Hi")]
+        # [Cue(start_s=4.0, end_s=5.0, text="Hi")]: one second is enough to read "Hi"
     """
     cues: list[Cue] = []
     for shot in shots:
@@ -73,11 +141,18 @@ def cues_for_shots(shots: Sequence[ShotTiming]) -> list[Cue]:
         done = 0
         for text, weight in zip(texts, weights, strict=True):
             done += weight
-            # Cumulative shares, so rounding never leaves a gap and the last cue ends on the shot.
+            # Cumulative shares, so rounding never leaves a gap and the last share ends on the shot.
             end = shot.start_s + shot.duration_s * done / total
-            cues.append(Cue(start_s=at, end_s=end, text=text))
+            cues += line_cues(text, at, end)
             at = end
     return cues
+
+
+def track_language(languages: Iterable[str | None]) -> str:
+    """The ISO 639-2/T code of a subtitle track whose lines are in ``languages`` (ISO 639-1):
+    the most frequent one (the first on a tie), ``und`` when none is known."""
+    known = [ISO_639_2T[code] for code in languages if code in ISO_639_2T]
+    return Counter(known).most_common(1)[0][0] if known else UNDETERMINED
 
 
 #: Invisible, and enough to keep a character sequence from being read as markup or timing.

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pipeline.errors import BudgetError
+from pipeline.errors import BudgetError, ConfigError
 from pipeline.pricing import TIERS_BY_PRICE_DESC, Tier, rate, to_cents
 
 #: final_cost(variant_index, tier) → exact cost of that variant's finals at that tier.
@@ -78,8 +78,13 @@ def decide_budget(
     draft_tier: Tier | None,
     finals_add_audio: bool,
     final_cost: FinalCost,
+    tiers: frozenset[Tier] | None = None,
 ) -> BudgetDecision:
-    """Fit drafts and as many finals as possible under ``limit`` (see the module docstring)."""
+    """Fit drafts and as many finals as possible under ``limit`` (see the module docstring).
+
+    ``tiers``: the tiers the provider sells (all when None); a final tier it does not sell is
+    replaced by the next cheaper one it does, said in ``degraded``.
+    """
     provisional = select != "all"
     degraded: list[str] = []
 
@@ -97,6 +102,17 @@ def decide_budget(
         return BudgetDecision(limit, draft_cost, None, (), Decimal(0), provisional, ())
 
     candidates = final_tier_candidates(final_tier, draft_tier, finals_add_audio)
+    if tiers is not None:
+        offered = [t for t in candidates if t in tiers]
+        if not offered:
+            raise ConfigError(
+                f"the provider sells none of the final tiers this budget may use "
+                f"({', '.join(t.value for t in candidates)}); it sells {', '.join(sorted(t.value for t in tiers))}"
+            )
+        if offered[0] != final_tier:
+            degraded.append(f"final tier {final_tier.value} is not sold by this provider: {offered[0].value}")
+            final_tier = offered[0]
+        candidates = offered
     for tier in candidates:
         for n in range(finals, 0, -1):
             chosen, cost = reserved(tier, n)

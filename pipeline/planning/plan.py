@@ -6,16 +6,19 @@ same plan, and ``klingflow plan`` shows exactly what ``klingflow run`` will buy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal
 
-from pipeline.generation import GenerationSpec
+from pipeline.capabilities import capabilities_for
+from pipeline.generation import GenerationSpec, ShotPrompt
 from pipeline.planning.budget import BudgetDecision, decide_budget
-from pipeline.planning.prompts import PromptContext, compile_prompt
+from pipeline.planning.native import PlannedElement, compile_native, request_mode
+from pipeline.planning.prompts import PromptCache, PromptContext
 from pipeline.planning.segments import Segment, plan_segments
-from pipeline.pricing import Tier, rate, request_cost, to_cents
-from pipeline.script.model import Narrative, Script
+from pipeline.pricing import Tier, provider_rate, provider_request_cost, to_cents
+from pipeline.script.model import Script
 
 Pass = Literal["draft", "final"]
 
@@ -46,9 +49,36 @@ class PlannedRequest:
     cost: Decimal
     #: A final reserved for a variant that is only chosen at run time (select auto/manual).
     provisional: bool
+    #: Already paid for (the clip library holds its clip): the run takes it for $0.
+    reuse: bool = False
+    #: The provider this request is compiled and priced for.
+    provider: str = "runcomfy"
+    #: The native storyboard (≥ 2 shots, where the provider has one for this mode); else empty.
+    shot_prompts: tuple[ShotPrompt, ...] = ()
+    #: The elements sent natively (images as script paths, voice), in first-mention order.
+    elements: tuple[PlannedElement, ...] = ()
+    #: A provider voice is used: priced at the provider's voice rate.
+    voice: bool = False
+    #: What this provider leaves out of this request compared with the script.
+    drops: tuple[str, ...] = ()
 
-    def spec(self, start_image_url: str | None = None, end_image_url: str | None = None) -> GenerationSpec:
-        """The provider-neutral request, once image inputs have URLs."""
+    @property
+    def mode(self) -> str:
+        """``image-to-video`` when it starts from an image (the script's or a chained frame)."""
+        return request_mode(self.start_image, self.chained)
+
+    def spec(
+        self,
+        start_image_url: str | None = None,
+        end_image_url: str | None = None,
+        element_image_urls: Mapping[str, Sequence[str]] | None = None,
+    ) -> GenerationSpec:
+        """The provider-neutral request, once image inputs have URLs.
+
+        ``element_image_urls``: each native element's image URLs by element name (same order as
+        its ``images``); an element left out keeps no images (its voice still goes).
+        """
+        urls = element_image_urls or {}
         return GenerationSpec(
             tier=self.tier,
             prompt=self.prompt,
@@ -60,6 +90,8 @@ class PlannedRequest:
             seed=self.seed,
             start_image_url=start_image_url,
             end_image_url=end_image_url,
+            shots=self.shot_prompts,
+            elements=tuple(e.ref(urls.get(e.name, ())) for e in self.elements),
         )
 
 
@@ -99,11 +131,28 @@ class RenderPlan:
     #: Every final request a choice at run time may promote: each variant's finals at the tier
     #: the budget decided (none without one). The run filters these; it never plans again.
     candidate_finals: tuple[PlannedRequest, ...] = ()
+    #: The provider every request is compiled and priced for.
+    provider: str = "runcomfy"
+
+    @property
+    def drops(self) -> tuple[str, ...]:
+        """What the provider leaves out of this plan's requests, each once, in order."""
+        return tuple(dict.fromkeys(d for r in self.requests for d in r.drops))
 
     @property
     def total(self) -> Decimal:
         """Exact cost of every planned request."""
         return sum((r.cost for r in self.requests), Decimal(0))
+
+    @property
+    def to_spend(self) -> Decimal:
+        """Exact cost of the requests this run will buy (those the library holds cost nothing)."""
+        return sum((r.cost for r in self.requests if not r.reuse), Decimal(0))
+
+    @property
+    def to_spend_cents(self) -> Decimal:
+        """What this run will buy, as shown (each request rounded to the cent)."""
+        return sum((to_cents(r.cost) for r in self.requests if not r.reuse), Decimal(0))
 
     @property
     def total_cents(self) -> Decimal:
@@ -138,26 +187,6 @@ def plan_narratives(script: Script) -> tuple[NarrativePlan, ...]:
     return tuple(plans)
 
 
-class _Prompts:
-    """Compiles prompts once per (narrative, segment, style): variants usually share them."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.descriptions = {name: e.description for name, e in script.elements.items()}
-        self.cache: dict[tuple[int, int, str | None], str] = {}
-
-    def get(
-        self, narrative: Narrative, plan: NarrativePlan, segment: Segment, style: str | None, variant: str
-    ) -> str:
-        key = (plan.index, segment.index, style)
-        prompt = self.cache.get(key)
-        if prompt is None:
-            context = PromptContext(plan.index, narrative.id, variant)
-            prompt = compile_prompt(narrative.shots, segment, self.descriptions, style, context)
-            self.cache[key] = prompt
-        return prompt
-
-
 def charge(amounts: list[Decimal]) -> Decimal:
     """What a set of requests counts against the budget: the larger of their exact sum and the
     sum of their costs rounded to the cent, so that neither the real spend nor the costs shown
@@ -167,21 +196,26 @@ def charge(amounts: list[Decimal]) -> Decimal:
 
 def build_prompts(script: Script) -> None:
     """Compile every distinct prompt of ``script``; raises PromptTooLong for the first too long."""
-    prompts = _Prompts(script)
+    prompts = PromptCache(script.elements)
     for plan, narrative in zip(plan_narratives(script), script.narratives, strict=True):
         for variant in script.variants:
             style = script.settings_for(narrative, variant)["style"]
             for segment in plan.segments:
-                prompts.get(narrative, plan, segment, style, variant.id)
+                prompts.get(narrative, plan.index, segment, style, variant.id)
 
 
 class RequestBuilder:
     """Builds the requests of one variant and pass of a script (shared by plan and run)."""
 
-    def __init__(self, script: Script, narratives: tuple[NarrativePlan, ...] | None = None) -> None:
+    def __init__(
+        self, script: Script, narratives: tuple[NarrativePlan, ...] | None = None, provider: str | None = None
+    ) -> None:
         self.script = script
         self.narratives = narratives if narratives is not None else plan_narratives(script)
-        self.prompts = _Prompts(script)
+        #: The provider requests are compiled and priced for: given, else the script's, else RunComfy.
+        self.provider = provider or (str(script.provider) if script.provider else "runcomfy")
+        self.capabilities = capabilities_for(self.provider)
+        self.prompts = PromptCache(script.elements)
         self.settings = [[script.settings_for(n, v) for v in script.variants] for n in script.narratives]
 
     def variant_index(self, variant_id: str) -> int:
@@ -200,6 +234,18 @@ class RequestBuilder:
             audio = bool(s["audio"]) and (pass_ == "final" or script.budget.draft_audio)
             last = len(plan.segments) - 1
             for seg in plan.segments:
+                start_image = narrative.start_image if seg.index == 0 else None
+                chained = seg.index > 0 and narrative.continuity == "chain"
+                native = compile_native(
+                    self.capabilities,
+                    narrative.shots,
+                    seg,
+                    script.elements,
+                    style=s["style"],
+                    mode=request_mode(start_image, chained),
+                    audio=audio,
+                    context=PromptContext(plan.index, narrative.id, variant.id),
+                )
                 out.append(
                     PlannedRequest(
                         narrative=narrative.id,
@@ -211,49 +257,70 @@ class RequestBuilder:
                         audio=audio,
                         shots=len(seg.parts),
                         trimmed_seconds=seg.trimmed_seconds,
-                        prompt=self.prompts.get(narrative, plan, seg, s["style"], variant.id),
+                        prompt=self.prompts.get(
+                            narrative, plan.index, seg, s["style"], variant.id, native.mentioned_natively
+                        ),
                         negative_prompt=s["negative_prompt"],
                         aspect_ratio=s["aspect_ratio"],
                         cfg_scale=s["cfg_scale"],
                         seed=s["seed"],
-                        start_image=narrative.start_image if seg.index == 0 else None,
-                        chained=seg.index > 0 and narrative.continuity == "chain",
+                        start_image=start_image,
+                        chained=chained,
                         end_image=narrative.end_image if seg.index == last else None,
-                        cost=request_cost(tier, seg.duration, audio),
+                        cost=provider_request_cost(self.provider, tier, seg.duration, audio, native.voice),
                         provisional=provisional,
+                        provider=self.provider,
+                        shot_prompts=native.shots,
+                        elements=native.elements,
+                        voice=native.voice,
+                        drops=native.drops,
                     )
                 )
         return out
 
 
-def build_plan(script: Script) -> RenderPlan:
+#: Which of these requests are already paid for (a clip library holds their clips), in order.
+#: It is given each chain whole, segments in order (a chained identity depends on the one before).
+PaidCheck = Callable[[Sequence[PlannedRequest]], Sequence[bool]]
+
+
+def _marked(requests: list[PlannedRequest], paid: PaidCheck | None) -> list[PlannedRequest]:
+    """``requests`` with ``reuse`` set where ``paid`` says so."""
+    if paid is None:
+        return requests
+    return [replace(r, reuse=True) if f else r for r, f in zip(requests, paid(requests), strict=True)]
+
+
+def build_plan(script: Script, paid: PaidCheck | None = None, *, provider: str | None = None) -> RenderPlan:
     """The full plan of ``script``: drafts, then the finals the budget allows.
 
-    Raises BudgetError (nothing spent) when even the cheapest honest plan exceeds the limit,
-    PromptTooLong when a compiled prompt is over the provider's limit.
+    Every request is compiled and priced for ``provider`` (else the script's ``provider:``, else
+    RunComfy): native storyboard, elements and voice where it takes them (:mod:`.native`).
+
+    With ``paid`` (the clip library's answer), requests already paid for are marked ``reuse``
+    and the budget counts only what will be bought. Raises BudgetError (nothing spent) when
+    even the cheapest honest plan exceeds the limit, PromptTooLong when a compiled prompt is
+    over the provider's limit.
     """
-    builder = RequestBuilder(script)
+    builder = RequestBuilder(script, provider=provider)
     narratives = builder.narratives
     settings = builder.settings
     budget = script.budget
     draft_tier = budget.draft
-    requests = builder.requests
+
+    def requests(variant: int, pass_: Pass, tier: Tier, provisional: bool = False) -> list[PlannedRequest]:
+        return _marked(builder.requests(variant, pass_, tier, provisional), paid)
 
     drafts = (
         [r for v in range(len(script.variants)) for r in requests(v, "draft", draft_tier)]
         if draft_tier is not None
         else []
     )
-    draft_cost = charge([r.cost for r in drafts])
+    draft_cost = charge([r.cost for r in drafts if not r.reuse])
 
     def final_cost(variant_index: int, tier: Tier) -> Decimal:
-        return charge(
-            [
-                request_cost(tier, seg.duration, bool(settings[plan.index][variant_index]["audio"]))
-                for plan in narratives
-                for seg in plan.segments
-            ]
-        )
+        # Priced request by request: a provider's voice rate depends on what each one sends.
+        return charge([r.cost for r in requests(variant_index, "final", tier) if not r.reuse])
 
     decision = decide_budget(
         limit=Decimal(str(budget.limit_usd)),
@@ -263,6 +330,7 @@ def build_plan(script: Script) -> RenderPlan:
         select=budget.select,
         final_tier=budget.final,
         draft_tier=draft_tier,
+        tiers=builder.capabilities.tiers,
         finals_add_audio=not budget.draft_audio and any(s["audio"] for row in settings for s in row),
         final_cost=final_cost,
     )
@@ -289,6 +357,7 @@ def build_plan(script: Script) -> RenderPlan:
         )
         if decision.final_tier is not None
         else (),
+        provider=builder.provider,
     )
 
 
@@ -298,13 +367,19 @@ def plan_to_dict(plan: RenderPlan) -> dict[str, Any]:
     ``cost_usd`` of each request is duration × rate rounded to the cent, and ``total_usd`` is
     their sum (so the column adds up); ``*_exact`` fields keep exact amounts as strings.
     """
-    trimmed = sum((rate(r.tier, r.audio) * r.trimmed_seconds for r in plan.requests), Decimal(0))
+    trimmed = sum(
+        (provider_rate(r.provider, r.tier, r.audio, r.voice) * r.trimmed_seconds for r in plan.requests),
+        Decimal(0),
+    )
     b = plan.budget
     return {
         "script": plan.script,
         "budget_usd": float(b.limit),
         "total_usd": float(plan.total_cents),
         "total_usd_exact": str(plan.total),
+        # What this run will really buy: requests the clip library holds (``reuse``) cost $0.
+        "to_spend_usd": float(plan.to_spend_cents),
+        "to_spend_usd_exact": str(plan.to_spend),
         "draft_usd": float(plan.cents_for("draft")),
         "final_usd": float(plan.cents_for("final")),
         "remaining_usd": float(b.limit - plan.total_cents),
@@ -371,6 +446,7 @@ def request_to_dict(r: PlannedRequest) -> dict[str, Any]:
         "cost_usd": float(to_cents(r.cost)),
         "cost_usd_exact": str(r.cost),
         "provisional": r.provisional,
+        "reuse": r.reuse,
         "aspect_ratio": r.aspect_ratio,
         "seed": r.seed,
         "cfg_scale": r.cfg_scale,
@@ -379,4 +455,14 @@ def request_to_dict(r: PlannedRequest) -> dict[str, Any]:
         "chained": r.chained,
         "end_image": r.end_image,
         "prompt": r.prompt,
+        "provider": r.provider,
+        "mode": r.mode,
+        # The native storyboard (empty: the prose ``prompt`` goes alone); mentions stay ``@name``.
+        "multi_prompt": [{"prompt": p.prompt, "duration": p.duration} for p in r.shot_prompts],
+        "elements": [
+            {"name": e.name, "description": e.description, "images": list(e.images), "voice": e.voice}
+            for e in r.elements
+        ],
+        "voice": r.voice,
+        "drops": list(r.drops),
     }

@@ -14,13 +14,13 @@ weighs most.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.errors import PromptTooLong
-from pipeline.generation import MAX_PROMPT_CHARS, MENTION_RE
+from pipeline.generation import MAX_PROMPT_CHARS, MENTION_RE, ShotPrompt
 from pipeline.planning.segments import Segment
-from pipeline.script.model import ELEMENT_RE, Shot
+from pipeline.script.model import ELEMENT_RE, Element, Narrative, Shot
 
 LANGUAGES = {"en": "English", "zh": "Mandarin Chinese", "ja": "Japanese", "ko": "Korean", "es": "Spanish"}
 ANGLES = {
@@ -76,10 +76,26 @@ def _header(shot: Shot, number: int, seconds: int, part: int, parts: int) -> str
     return f"Shot {number} ({', '.join(bits)})"
 
 
+class _KeptMentions(_Mentions):
+    """Keeps ``@name`` as written for the elements in ``kept`` (sent natively: the provider's
+    adapter rewrites those mentions the way its API references elements); describes the others."""
+
+    def __init__(self, descriptions: Mapping[str, str], kept: Collection[str]) -> None:
+        super().__init__(descriptions)
+        self.kept = kept
+
+    def name(self, name: str) -> str:
+        return f"@{name}" if name in self.kept else super().name(name)
+
+
 def compile_shot(
     shot: Shot, number: int, seconds: int, part: int, parts: int, lines: Sequence[int], mentions: _Mentions
 ) -> str:
     """One shot (or part of one) as prompt text."""
+    return f"{_header(shot, number, seconds, part, parts)}: {_body(shot, lines, mentions)}"
+
+
+def _body(shot: Shot, lines: Sequence[int], mentions: _Mentions) -> str:
     body = [_sentence(mentions.text(shot.action))]
     for i in lines:
         line = shot.dialogue[i]
@@ -91,10 +107,33 @@ def compile_shot(
         body.append(f'On-screen text: "{shot.text.strip()}".')
     if shot.sound and shot.sound.strip():
         body.append(f"Sound: {_sentence(mentions.text(shot.sound))}")
-    return f"{_header(shot, number, seconds, part, parts)}: {' '.join(body)}"
+    return " ".join(body)
+
+
+def _framing(shot: Shot, part: int) -> str:
+    """A storyboard shot's framing, angle, camera (its number and seconds are the API's fields)."""
+    bits = [
+        b for b in (shot.framing, shot.angle and ANGLES[shot.angle], shot.camera and shot.camera.strip()) if b
+    ]
+    if part > 0:
+        bits.append("continuing from the previous clip")
+    return ", ".join(bits)
 
 
 _SPACES = re.compile(r"[ \t]+")
+
+
+class _MarkedMentions(_Mentions):
+    """Describes every element at its first mention, and marks those in ``kept`` (sent natively)
+    as ``@name`` for the provider's adapter to rewrite."""
+
+    def __init__(self, descriptions: Mapping[str, str], kept: Collection[str]) -> None:
+        super().__init__(descriptions)
+        self.kept = kept
+
+    def name(self, name: str) -> str:
+        described = super().name(name)
+        return f"@{described}" if name in self.kept else described
 
 
 def compile_prompt(
@@ -103,12 +142,16 @@ def compile_prompt(
     descriptions: Mapping[str, str],
     style: str | None,
     context: PromptContext,
+    *,
+    kept: Collection[str] = (),
 ) -> str:
     """The multi-shot prompt of ``segment`` (shots of its narrative), ending with the style.
 
-    Raises PromptTooLong naming the narrative, variant, segment and heaviest shot.
+    Elements in ``kept`` (sent natively with images) are mentioned as ``@name``, described at the
+    first mention like the others. Raises PromptTooLong naming the narrative, variant, segment
+    and heaviest shot.
     """
-    mentions = _Mentions(descriptions)
+    mentions = _MarkedMentions(descriptions, kept) if kept else _Mentions(descriptions)
     pieces = [
         compile_shot(shots[p.shot], n, p.seconds, p.part, p.parts, p.lines, mentions)
         for n, p in enumerate(segment.parts, start=1)
@@ -128,3 +171,69 @@ def compile_prompt(
             shot_index=shot_index,
         )
     return prompt
+
+
+def compile_shot_prompts(
+    shots: Sequence[Shot],
+    segment: Segment,
+    descriptions: Mapping[str, str],
+    style: str | None,
+    context: PromptContext,
+    *,
+    kept: Collection[str],
+    max_chars: int | None,
+    provider: str,
+) -> tuple[ShotPrompt, ...]:
+    """``segment`` as a native storyboard: one prompt per shot part, with its seconds.
+
+    Mentions of the elements in ``kept`` (sent natively) stay ``@name``; every other element is
+    described at its first mention in the request, as in the prose prompt. The style closes every shot (each shot is generated from its own prompt). Raises
+    PromptTooLong when a shot's prompt is over the provider's per-shot limit ``max_chars``.
+    """
+    mentions = _KeptMentions(descriptions, kept)
+    closing = f" Style: {_sentence(style)}" if style and style.strip() else ""
+    out = []
+    for p in segment.parts:
+        shot = shots[p.shot]
+        framing = _framing(shot, p.part)
+        body = _body(shot, p.lines, mentions)
+        text = _SPACES.sub(
+            " ", (f"{framing[:1].upper()}{framing[1:]}: {body}" if framing else body) + closing
+        )
+        if max_chars is not None and len(text) > max_chars:
+            raise PromptTooLong(
+                f"narrative {context.narrative_id!r}, variant {context.variant_id!r}, segment {segment.index}: "
+                f"shot {p.shot + 1}'s prompt would be {len(text):,} characters, over {provider}'s limit of "
+                f"{max_chars:,} per storyboard shot; shorten its action, dialogue, text or sound (or the style)",
+                narrative_index=context.narrative_index,
+                shot_index=p.shot,
+            )
+        out.append(ShotPrompt(text, p.seconds))
+    return tuple(out)
+
+
+class PromptCache:
+    """Compiles prose prompts once per (narrative, segment, style, elements sent natively):
+    variants usually share them."""
+
+    def __init__(self, elements: Mapping[str, Element]) -> None:
+        self.descriptions = {name: e.description for name, e in elements.items()}
+        self.cache: dict[tuple[int, int, str | None, frozenset[str]], str] = {}
+
+    def get(
+        self,
+        narrative: Narrative,
+        narrative_index: int,
+        segment: Segment,
+        style: str | None,
+        variant: str,
+        kept: frozenset[str] = frozenset(),
+    ) -> str:
+        """The prose prompt of ``segment`` (see :func:`compile_prompt`), compiled once."""
+        key = (narrative_index, segment.index, style, kept)
+        prompt = self.cache.get(key)
+        if prompt is None:
+            context = PromptContext(narrative_index, narrative.id, variant)
+            prompt = compile_prompt(narrative.shots, segment, self.descriptions, style, context, kept=kept)
+            self.cache[key] = prompt
+        return prompt

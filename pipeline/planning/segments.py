@@ -129,6 +129,30 @@ def _fill_from_next(short: list[list[int]], nxt: list[list[int]]) -> None:
             short.append([shot, missing])
 
 
+def _uncut_twice(requests: list[list[list[int]]]) -> None:
+    """Join a shot of at most 15 s that the fills cut into three parts back into two.
+
+    Filling two short requests on either side of one shot can take a piece from each end of it
+    (``[1, 15, 1]`` → 3 + 11 + 3); two requests around a single cut hold the same seconds
+    (14 + 3) with one cut fewer.
+    """
+    i = 0
+    while i + 2 < len(requests):
+        before, middle, after = requests[i], requests[i + 1], requests[i + 2]
+        shot = middle[0][0] if len(middle) == 1 else None
+        if shot is None or not before or not after or before[-1][0] != shot or after[0][0] != shot:
+            i += 1
+            continue
+        seconds = before[-1][1] + middle[0][1] + after[0][1]
+        head, tail = before[:-1], after[1:]
+        for first in range(seconds - 1, 0, -1):
+            left, right = [*head, [shot, first]], [[shot, seconds - first], *tail]
+            if all(MIN_DURATION <= _total(r) <= MAX_DURATION and len(r) <= MAX_SHOTS for r in (left, right)):
+                requests[i : i + 3] = [left, right]
+                break
+        i += 1
+
+
 def _assign_lines(parts: list[ShotPart], lines: int) -> list[tuple[int, ...]]:
     """Spread a cut shot's dialogue lines over its parts in proportion to their seconds."""
     if len(parts) == 1:
@@ -163,6 +187,7 @@ def plan_segments(
             _fill_from_previous(requests[i - 1], requests[i])
         if _total(requests[i]) < MIN_DURATION and i + 1 < len(requests):
             _fill_from_next(requests[i], requests[i + 1])
+    _uncut_twice(requests)
     # Number the parts of each shot, then hand out its dialogue lines.
     flat = [(r, shot, seconds) for r, pieces in enumerate(requests) for shot, seconds in pieces]
     counts: dict[int, int] = {}

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pipeline.generation import GenerationSpec
 
@@ -148,7 +148,8 @@ class CallCounter:
 
 @runtime_checkable
 class Provider(Protocol):
-    """A generation provider. Implementations: the RunComfy adapter (also used for the sandbox)."""
+    """A generation provider. Implementations: the RunComfy adapter (also used for the sandbox),
+    fal (:mod:`pipeline.providers.fal`) and Kling's own API (:mod:`pipeline.providers.kling`)."""
 
     name: str
 
@@ -182,4 +183,8 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+    def build_body(self, spec: GenerationSpec) -> dict[str, Any]:
+        """The exact JSON this provider would submit for ``spec``: pure, no network (``plan --json``)."""
         ...

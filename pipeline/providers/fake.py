@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import (
     AuthError,
@@ -151,6 +152,15 @@ class FakeProvider:
         if self.price is not None:
             return self.price(spec)
         return request_cost(spec.tier, spec.duration, spec.generate_audio)
+
+    def build_body(self, spec: GenerationSpec) -> dict[str, Any]:
+        """What the fake would submit: the spec's fields, storyboard and elements as plain data."""
+        body: dict[str, Any] = {"prompt": spec.prompt, "duration": spec.duration, "tier": spec.tier.value}
+        if spec.shots:
+            body["multi_prompt"] = [{"prompt": s.prompt, "duration": s.duration} for s in spec.shots]
+        if spec.elements:
+            body["elements"] = [{"name": e.name, "image_urls": list(e.image_urls)} for e in spec.elements]
+        return body
 
     async def submit(self, spec: GenerationSpec) -> Submission:
         """Create a request as its script says, or fail the way it says."""

@@ -52,6 +52,22 @@ def free_port(host: str = LOOPBACK) -> int:
 @contextlib.contextmanager
 def rehearsal_sandbox(*, latency_scale: float, render_scale: float) -> Iterator[Rehearsal]:
     """Start the realistic sandbox over TLS on loopback; stop it and forget the CA on exit."""
+    with _realistic_sandbox(API_HOST, CDN_HOST, latency_scale, render_scale, {}) as (port, started):
+        token, context, handle = started
+        yield Rehearsal(
+            base_url=f"https://{API_HOST}:{port}/v1",
+            token=token,
+            hosts={API_HOST: LOOPBACK, CDN_HOST: LOOPBACK},
+            ssl_context=context,
+            handle=handle,
+        )
+
+
+@contextlib.contextmanager
+def _realistic_sandbox(
+    api_host: str, cdn_host: str, latency_scale: float, render_scale: float, extra: dict[str, object]
+) -> Iterator[tuple[int, tuple[SecretStr, ssl.SSLContext, object]]]:
+    """The realistic sandbox over TLS under ``api_host``/``cdn_host`` (``extra``: more config)."""
     # Imported here: only a rehearsal needs the sandbox (FastAPI, uvicorn) and trustme.
     import trustme
 
@@ -59,7 +75,7 @@ def rehearsal_sandbox(*, latency_scale: float, render_scale: float) -> Iterator[
     from pipeline.providers.sandbox.server import run_sandbox
 
     ca = trustme.CA()
-    cert = ca.issue_cert(API_HOST, CDN_HOST, LOOPBACK)
+    cert = ca.issue_cert(api_host, cdn_host, LOOPBACK)
     token = SecretStr(secrets.token_urlsafe(24))
     context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
     context.load_verify_locations(cadata=ca.cert_pem.bytes().decode("ascii"))
@@ -71,15 +87,83 @@ def rehearsal_sandbox(*, latency_scale: float, render_scale: float) -> Iterator[
         config = SandboxConfig(
             realistic=True,
             token=token,
-            cdn_base_url=f"https://{CDN_HOST}:{port}",
+            cdn_base_url=f"https://{cdn_host}:{port}",
             latency_scale=latency_scale,
             render_scale=render_scale,
+            **extra,
         )
         with run_sandbox(config, port=port, tls=(cert_file, key_file)) as handle:
-            yield Rehearsal(
-                base_url=f"https://{API_HOST}:{port}/v1",
-                token=token,
-                hosts={API_HOST: LOOPBACK, CDN_HOST: LOOPBACK},
-                ssl_context=context,
-                handle=handle,
-            )
+            yield port, (token, context, handle)
+
+
+# --- Kling's own API ---------------------------------------------------------------------------
+
+#: Kling's rehearsal names: under klingai.com, the Kling adapter's CDN allow-list domain.
+KLING_API_HOST: Final = "api.rehearsal.klingai.com"
+KLING_CDN_HOST: Final = "cdn.rehearsal.klingai.com"
+
+
+@dataclass(frozen=True)
+class KlingRehearsal:
+    """A realistic sandbox speaking Kling's API, and the throwaway key pair it verifies JWTs with."""
+
+    base_url: str  # https://api.rehearsal.klingai.com:PORT
+    access_key: SecretStr
+    secret_key: SecretStr
+    hosts: dict[str, str]
+    ssl_context: ssl.SSLContext
+    handle: object
+
+
+@contextlib.contextmanager
+def kling_rehearsal_sandbox(*, latency_scale: float, render_scale: float) -> Iterator[KlingRehearsal]:
+    """As :func:`rehearsal_sandbox`, for the Kling adapter (its own host names and key pair)."""
+    access, secret = SecretStr(secrets.token_hex(16)), SecretStr(secrets.token_urlsafe(32))
+    extra: dict[str, object] = {"kling_access_key": access.get_secret_value(), "kling_secret_key": secret}
+    with _realistic_sandbox(KLING_API_HOST, KLING_CDN_HOST, latency_scale, render_scale, extra) as (
+        port,
+        started,
+    ):
+        _token, context, handle = started
+        yield KlingRehearsal(
+            base_url=f"https://{KLING_API_HOST}:{port}",
+            access_key=access,
+            secret_key=secret,
+            hosts={KLING_API_HOST: LOOPBACK, KLING_CDN_HOST: LOOPBACK},
+            ssl_context=context,
+            handle=handle,
+        )
+
+
+# --- fal.ai ------------------------------------------------------------------------------------
+
+#: fal's rehearsal names: the queue under fal.run, results under fal.media (the fal adapter's
+#: CDN allow-list domain), as fal serves them (``queue.fal.run``, ``v3.fal.media/files/…``).
+FAL_QUEUE_HOST: Final = "queue.rehearsal.fal.run"
+FAL_CDN_HOST: Final = "v3.rehearsal.fal.media"
+
+
+@dataclass(frozen=True)
+class FalRehearsal:
+    """A realistic sandbox speaking fal's queue API, and the throwaway key it checks."""
+
+    queue_url: str  # https://queue.rehearsal.fal.run:PORT
+    key: SecretStr
+    hosts: dict[str, str]
+    ssl_context: ssl.SSLContext
+    handle: object
+
+
+@contextlib.contextmanager
+def fal_rehearsal_sandbox(*, latency_scale: float, render_scale: float) -> Iterator[FalRehearsal]:
+    """As :func:`rehearsal_sandbox`, for the fal adapter (its own host names; videos under
+    ``https://v3.rehearsal.fal.media:PORT/files/videos/…``)."""
+    with _realistic_sandbox(FAL_QUEUE_HOST, FAL_CDN_HOST, latency_scale, render_scale, {}) as (port, started):
+        key, context, handle = started
+        yield FalRehearsal(
+            queue_url=f"https://{FAL_QUEUE_HOST}:{port}",
+            key=key,
+            hosts={FAL_QUEUE_HOST: LOOPBACK, FAL_CDN_HOST: LOOPBACK},
+            ssl_context=context,
+            handle=handle,
+        )

@@ -301,14 +301,19 @@ class RunComfyProvider:
             bodies = (build_request_body(s, self.settings, info.input_schema) for s in group)
             model_check.check_schema(info, bodies)
 
+    def build_body(self, spec: GenerationSpec) -> dict[str, Any]:
+        """The exact submit body for ``spec`` (pure): RunComfy takes one prose prompt, so the
+        native storyboard and elements of ``spec`` are not sent (the prompt already holds them)."""
+        known = self._models.get(spec.model_id)
+        return build_request_body(spec, self.settings, known.input_schema if known else None)
+
     async def submit(self, spec: GenerationSpec) -> Submission:
         """Create one paid request for ``spec``.
 
         Retried only on a 429 refusal or a failure to connect. A lost answer, or a 5xx answer,
         raises SubmitOutcomeUnknown: the request may exist and be billed.
         """
-        known = self._models.get(spec.model_id)
-        body = build_request_body(spec, self.settings, known.input_schema if known else None)
+        body = self.build_body(spec)
         model_path = "/".join(quote(part, safe="") for part in spec.model_id.split("/"))
 
         async def once() -> Submission:

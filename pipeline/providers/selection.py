@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -53,27 +53,59 @@ class ProviderName(StrEnum):
     SANDBOX = "sandbox"
 
 
+def _has_key(name: ProviderName) -> bool:
+    """Whether fal's key / Kling's key pair is configured (read from the environment)."""
+    if name is ProviderName.FAL:
+        from pipeline.providers.fal_settings import FalSettings
+
+        return FalSettings().has_key
+    from pipeline.providers.kling_settings import KlingSettings
+
+    return KlingSettings().has_keys
+
+
+#: What each keyed provider needs, for the AuthError of a missing key.
+_KEYS = {
+    ProviderName.FAL: "no fal.ai key: set FAL_KEY",
+    ProviderName.KLING: "no Kling key pair: set KLING_ACCESS_KEY and KLING_SECRET_KEY",
+}
+
+
 def choose_provider(
-    requested: str | None, settings: ProviderSettings, *, rehearse: bool = False
+    requested: str | None,
+    settings: ProviderSettings,
+    *,
+    rehearse: bool = False,
+    has_key: Callable[[ProviderName], bool] = _has_key,
 ) -> ProviderName:
     """The provider to use: the requested one, else RunComfy with a token and the sandbox without.
 
-    Asking for RunComfy without a token is an AuthError (exit 77), not a silent fallback —
-    unless it is a rehearsal, which brings its own sandbox and token.
+    Asking for RunComfy without a token, fal without ``FAL_KEY`` or Kling without
+    ``KLING_ACCESS_KEY`` + ``KLING_SECRET_KEY`` is an AuthError (exit 77), not a silent
+    fallback — unless it is a rehearsal, which brings its own sandbox and credentials. An
+    unknown name is a ConfigError (78) listing the valid ones. ``has_key`` reads fal's and
+    Kling's keys (tests replace it).
     """
     if requested is None:
         return ProviderName.RUNCOMFY if settings.has_token or rehearse else ProviderName.SANDBOX
     try:
         name = ProviderName(requested)
     except ValueError:
-        raise ConfigError(f"unknown provider {requested!r}: use runcomfy or sandbox") from None
-    if rehearse and name is not ProviderName.RUNCOMFY:
-        raise ConfigError("--rehearse rehearses a real provider's path: use it with --provider runcomfy")
-    if name is ProviderName.RUNCOMFY and not settings.has_token and not rehearse:
+        valid = ", ".join(p.value for p in ProviderName)
+        raise ConfigError(f"unknown provider {requested!r}: use one of {valid}") from None
+    if rehearse and name is ProviderName.SANDBOX:
+        raise ConfigError(
+            "--rehearse rehearses a real provider's path: use it with --provider runcomfy, fal or kling"
+        )
+    if rehearse:
+        return name
+    if name is ProviderName.RUNCOMFY and not settings.has_token:
         raise AuthError(
             "no RunComfy token: set RUNCOMFY_TOKEN or write ~/.config/runcomfy/token.json, "
             "or use --provider sandbox"
         )
+    if name in _KEYS and not has_key(name):
+        raise AuthError(f"{_KEYS[name]}, or rehearse with --rehearse (no key needed)")
     return name
 
 
@@ -128,6 +160,39 @@ async def open_provider(
     this module does not import FastAPI).
     """
     name = choose_provider(requested, settings, rehearse=rehearse)
+    if name is ProviderName.FAL:
+        from pipeline.providers.fal import open_fal
+        from pipeline.providers.fal_settings import load_fal_settings
+
+        async with open_fal(
+            load_fal_settings(),
+            rehearse=rehearse,
+            api_client=http_client,
+            download_client=download_client,
+            image_transport=image_transport,
+            shared_url=shared_url,
+            archive=archive,
+            sandbox_config=sandbox_config,
+        ) as fal:
+            yield fal
+        return
+    if name is ProviderName.KLING:
+        from pipeline.providers.kling import open_kling
+        from pipeline.providers.kling_settings import load_kling_settings
+
+        async with open_kling(
+            load_kling_settings(),
+            rehearse=rehearse,
+            api_client=http_client,
+            download_client=download_client,
+            image_transport=image_transport,
+            shared_url=shared_url,
+            archive=archive,
+            latency_scale=getattr(sandbox_config, "latency_scale", 0.02),
+            render_scale=getattr(sandbox_config, "render_scale", 1.0),
+        ) as kling:
+            yield kling
+        return
     async with contextlib.AsyncExitStack() as stack:
 
         async def client(given: httpx.AsyncClient | None, make: httpx.AsyncClient) -> httpx.AsyncClient:

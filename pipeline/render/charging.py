@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pipeline.generation import GenerationSpec
 from pipeline.providers.base import (
@@ -65,6 +66,10 @@ class ChargeWhenFinished:
 
     async def aclose(self) -> None:
         """Nothing to release: the wrapped provider belongs to the caller."""
+
+    def build_body(self, spec: GenerationSpec) -> dict[str, Any]:
+        """See :meth:`Provider.build_body`."""
+        return self._provider.build_body(spec)
 
     async def _completed(self, result: ResultInfo) -> ResultInfo:
         if result.state is JobState.COMPLETED:

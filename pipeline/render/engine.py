@@ -43,7 +43,7 @@ from pipeline.providers.base import JobState, Provider, ResultInfo, Submission
 from pipeline.providers.jobs import JobReport, run_job
 from pipeline.providers.polling import PollPolicy
 from pipeline.render.charging import charge_when_finished
-from pipeline.render.job import JobResult, image_identity, job_body, with_external_id
+from pipeline.render.job import JobResult, image_identity, job_body, native_spec, with_external_id
 from pipeline.render.layout import RunLayout
 from pipeline.render.limits import Limits
 from pipeline.render.masters import Clip
@@ -145,7 +145,7 @@ class Engine:
     async def _body(self, request: PlannedRequest, start_image: str | None) -> dict[str, Any]:
         """What determines the job's output; images by content, never by (changing) URL."""
         end_image = self.local(request.end_image)
-        return await asyncio.to_thread(job_body, request, start_image, end_image)
+        return await asyncio.to_thread(job_body, request, start_image, end_image, self.local)
 
     async def generate(self, request: PlannedRequest, start_image: str | None) -> JobResult:
         """Run (or resume) one job; through the wrapper when there is one."""
@@ -158,7 +158,7 @@ class Engine:
         if self.library is None:
             return await self._job(request, start_image)
         dest = self.layout.clip(request.narrative, request.variant, request.pass_, request.segment)
-        return await self.library.through(request, dest, lambda: self._job(request, start_image))
+        return await self.library.through(request, dest, lambda: self._job(request, start_image), self._emit)
 
     async def _job(self, request: PlannedRequest, start_image: str | None) -> JobResult:
         """The job's loop: read where it stands, then apply attempts until the table ends it."""
@@ -296,7 +296,7 @@ class Engine:
             end_image = self.local(request.end_image)
             start_url = await self.image_url(start_image) if start_image else None
             end_url = await self.image_url(end_image) if end_image else None
-            spec = request.spec(start_url, end_url)
+            spec = await native_spec(request, start_url, end_url, self.local, self.image_url)
             submission = await self._submit(attempt, spec, request.cost)
         except JobBusy as exc:
             # Another flow run of this run id got here first (the run lock prevents it on a

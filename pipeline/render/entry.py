@@ -14,14 +14,19 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.planning.plan import RenderPlan, build_plan
+from pipeline.planning.plan import RenderPlan
 from pipeline.render.layout import check_run_id, default_run_id
-from pipeline.render.limits import Limits
-from pipeline.render.progress import RunHooks
-from pipeline.render.session import RunSession, open_run
 from pipeline.script.loader import LoadedScript, load_script
-from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    # Only for annotations: the engine, the job store (SQLAlchemy) and the providers load when a
+    # run is opened, so that ``klingflow run`` reaches Prefect's server start sooner.
+    from pipeline.render.limits import Limits
+    from pipeline.render.progress import RunHooks
+    from pipeline.render.session import RunSession
+    from pipeline.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -35,23 +40,46 @@ class PreparedRun:
     @property
     def default_run_id(self) -> str:
         """The id a run of this script file gets when none is given (rerunning it resumes)."""
-        return default_run_id(self.loaded.script.name, self.loaded.sha256)
+        return _default(self.loaded, self.plan.provider)
 
 
-def resolve_run_id(loaded: LoadedScript, run_id: str | None) -> str:
-    """The given run id (checked), or the default one for this script file."""
-    return check_run_id(run_id) if run_id else default_run_id(loaded.script.name, loaded.sha256)
+#: Providers whose runs get their own default run id: a run uses one provider, so rendering the
+#: same script on fal after RunComfy (or Kling after fal) is a new run, never a resume of the
+#: other's (RunComfy's and the sandbox's ids stay what they always were).
+_OWN_RUN_IDS = frozenset({"fal", "kling"})
 
 
-def prepare_run(script: str | Path, run_id: str | None = None) -> PreparedRun:
+def _default(loaded: LoadedScript, provider: str | None) -> str:
+    base = default_run_id(loaded.script.name, loaded.sha256)
+    return f"{base}-{provider}" if provider in _OWN_RUN_IDS else base
+
+
+def resolve_run_id(loaded: LoadedScript, run_id: str | None, provider: str | None = None) -> str:
+    """The given run id (checked), or the default one for this script file (and provider)."""
+    return check_run_id(run_id) if run_id else _default(loaded, provider)
+
+
+def prepare_run(
+    script: str | Path,
+    run_id: str | None = None,
+    *,
+    settings: Settings | None = None,
+    provider: str | None = None,
+) -> PreparedRun:
     """Load ``script`` (a path or ``s3://`` URL), plan it and settle the run id.
 
+    The plan marks the requests the clip library already holds (``reuse``), and the budget
+    counts only what will be bought (``settings`` from the environment unless given).
     Raises InputError for a bad script, BudgetError when even the cheapest plan is over budget,
     ConfigError for a malformed ``run_id``.
     """
+    # Lazily: the library's identities need the job store and image hashing, which the lighter
+    # callers of this module (``klingflow run`` before Prefect starts) load only here.
+    from pipeline.render.library_plan import plan_with_library
+
     loaded = load_script(str(script))
-    plan = build_plan(loaded.script)
-    return PreparedRun(loaded, plan, resolve_run_id(loaded, run_id))
+    plan = plan_with_library(loaded, settings, provider)
+    return PreparedRun(loaded, plan, resolve_run_id(loaded, run_id, plan.provider))
 
 
 class Launch:
@@ -87,6 +115,8 @@ async def open_prepared(
     rehearse: bool = False,
 ) -> AsyncIterator[RunSession]:
     """Open provider, store and engine for ``prepared`` (see :func:`~pipeline.render.session.open_run`)."""
+    from pipeline.render.session import open_run
+
     async with open_run(
         prepared.loaded,
         prepared.plan,

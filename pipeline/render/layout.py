@@ -27,6 +27,11 @@ def default_run_id(script_name: str, script_sha256: str) -> str:
     return f"{script_name}-{script_sha256[:10]}"
 
 
+def script_reference(file: str) -> str:
+    """How a run records its script: an ``s3://`` URI as it is, a local path made absolute."""
+    return file if file.startswith("s3://") else str(Path(file).absolute())
+
+
 def check_run_id(run_id: str) -> str:
     """A run id usable as a directory name and archive key part."""
     if not run_id or _UNSAFE.search(run_id) or run_id.startswith("."):

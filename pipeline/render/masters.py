@@ -31,12 +31,22 @@ from pipeline.archive.manifest import (
 )
 from pipeline.errors import DiskFull, KlingflowError
 from pipeline.hashing import sha256_file
-from pipeline.media.contact_sheet import SheetRow, contact_sheet
-from pipeline.media.qc import QCReport, check
+from pipeline.media.contact_sheet import (
+    PreparedRow,
+    SheetLayout,
+    SheetRow,
+    cell_size,
+    contact_sheet,
+    render_row,
+)
+from pipeline.media.probe import Probe, probe
+from pipeline.media.qc import Detections, QCReport, QCThresholds, check, detect
+from pipeline.media.qc_master import PlacedClip, check_master
 from pipeline.media.stitch import stitch
 from pipeline.media.stitch_plan import ClipInput, StitchOptions
-from pipeline.media.subtitles import Cue, DialogueLine, ShotTiming, cues_for_shots
+from pipeline.media.subtitles import Cue, DialogueLine, ShotTiming, cues_for_shots, track_language
 from pipeline.planning.plan import NarrativePlan, Pass, PlannedRequest
+from pipeline.render.sidecars import write_sidecars
 from pipeline.script.model import Narrative, Script
 
 
@@ -49,6 +59,8 @@ class Clip:
     sha256: str
     request_id: str
     cost: Decimal
+    #: The run that paid for the clip when it came from the library (None: this run bought it).
+    paid_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ def subtitle_cues(narrative: Narrative, plan: NarrativePlan, crossfade_s: float)
 #: Written last beside a finished master: what it was made from (see the module docstring).
 INPUTS_NAME = "inputs.json"
 #: Bumped when stitching changes in a way that should remake masters made by older code.
-INPUTS_VERSION = 1
+INPUTS_VERSION = 2  # 2: poster.png and master.otio beside each master
 #: Temporary names the stitch, contact sheet and atomic writes use in a master's folder.
 LEFTOVER_PATTERNS = (".master.*", ".contact-sheet.*", ".*.partial")
 
@@ -115,6 +127,44 @@ def master_cues(script: Script, narrative: Narrative, plan: NarrativePlan) -> li
         return []
     crossfade = script.output.crossfade_seconds if script.output.transition == "crossfade" else 0.0
     return subtitle_cues(narrative, plan, crossfade)
+
+
+@dataclass(frozen=True)
+class ClipInspection:
+    """What a clip's arrival prepared for its master: its probe, its share of the master's QC
+    (picture and sound detectors) and its contact-sheet row, drawn ahead."""
+
+    probe: Probe
+    detections: Detections
+    sheet_row: PreparedRow | None = None
+
+
+def sheet_row(narrative: str, request: PlannedRequest, seconds: float, path: Path) -> SheetRow:
+    """A clip's row on its master's contact sheet."""
+    return SheetRow(
+        clip=str(path),
+        narrative=narrative,
+        variant=request.variant,
+        segment=request.segment,
+        tier=request.tier.value,
+        seconds=seconds,
+    )
+
+
+def inspect_clip(path: Path, row: SheetRow | None = None) -> ClipInspection | None:
+    """Probe a clip that just arrived, run its detectors and (given its ``row``) draw its
+    contact-sheet row beside it (a dot file). None when it cannot be inspected: its master is
+    then made and checked as if nothing had been prepared."""
+    try:
+        probed = probe(path)
+        prepared: PreparedRow | None = None
+        if row is not None:
+            cell = cell_size(probed, SheetLayout())
+            png = render_row(row, probed, cell, SheetLayout(), path.with_name(f".{path.stem}.sheet-row.png"))
+            prepared = PreparedRow(row=row, cell=cell, png=str(png))
+        return ClipInspection(probed, detect(probed, QCThresholds()), prepared)
+    except KlingflowError:
+        return None
 
 
 def remove_leftovers(directory: Path) -> list[Path]:
@@ -207,6 +257,7 @@ def make_master(
     directory: Path,
     plan_summary: dict[str, Any],
     started_at: datetime,
+    inspections: Sequence[ClipInspection | None] | None = None,
 ) -> MasterOutcome:
     """Stitch ``clips`` (one per segment, in order) into ``directory/master.mp4``; check it,
     draw its contact sheet and write its manifest (:func:`build_master`). A master that cannot be
@@ -222,6 +273,7 @@ def make_master(
             directory=directory,
             plan_summary=plan_summary,
             started_at=started_at,
+            inspections=inspections,
         )
     except DiskFull:
         raise  # the run stops with exit 73, naming the directory
@@ -244,17 +296,24 @@ def build_master(
     plan_summary: dict[str, Any],
     started_at: datetime,
     with_contact_sheet: bool = True,
+    inspections: Sequence[ClipInspection | None] | None = None,
 ) -> MasterOutcome:
     """Stitch ``clips`` (one per segment, in order) into ``directory/master.mp4``; check it,
     draw its contact sheet (unless told not to: a rehearsal that already drew one of that shape)
     and write its manifest; keep the master already there when it was made from the same inputs.
-    Raises KlingflowError when the master cannot be made."""
+    ``inspections`` (from :func:`inspect_clip` when each clip arrived) spare probing the clips
+    again, let the master's QC decode only its joins and audio, and give its contact sheet rows
+    already drawn. Raises KlingflowError when the master cannot be
+    made."""
     first = clips[0].request
     steps: dict[str, float] = {}
     directory.mkdir(parents=True, exist_ok=True)
     remove_leftovers(directory)
     options = master_options(script)
     cues = master_cues(script, narrative, plan)
+    if cues:
+        languages = (line.language for shot in narrative.shots for line in shot.dialogue)
+        options = options.model_copy(update={"subtitle_language": track_language(languages)})
     digest = inputs_digest(master_inputs(clips, plan, options, cues))
     kept = _unchanged_master(directory, digest)
     if kept is not None:
@@ -262,6 +321,10 @@ def build_master(
     # From here the master is being remade: its old record of inputs no longer holds.
     (directory / INPUTS_NAME).unlink(missing_ok=True)
     t0 = time.monotonic()
+    # Prepared when each clip arrived: probes, detections and contact-sheet rows (all or none).
+    ready = [i for i in inspections or () if i is not None]
+    if len(ready) != len(clips):
+        ready = []
     result = stitch(
         [
             ClipInput(path=str(c.path), scripted_s=seg.content_seconds, label=f"segment {seg.index}")
@@ -270,35 +333,52 @@ def build_master(
         directory / "master.mp4",
         options,
         subtitles=cues or None,
+        probes=[i.probe for i in ready] if ready else None,
     )
     steps["stitch_s"] = time.monotonic() - t0
     t0 = time.monotonic()
     audio = any(c.request.audio for c in clips)
     # The scripted length (the plan's), not the stitcher's own idea of it: QC checks the contract.
-    qc = check(
-        directory / "master.mp4",
-        expect_duration=plan.master_seconds or result.expected_duration_s,
-        expect_audio=audio,
-        duration_tolerance_s=result.plan.tolerance_s,
-    )
+    expect = plan.master_seconds or result.expected_duration_s
+    if ready:
+        placed = [
+            PlacedClip(start_s=c.start_s, take_s=c.take_s, detections=i.detections)
+            for c, i in zip(result.plan.clips, ready, strict=True)
+        ]
+        qc = check_master(
+            result.probe,
+            placed,
+            result.loudness,
+            expect_duration=expect,
+            expect_audio=audio,
+            duration_tolerance_s=result.plan.tolerance_s,
+        )
+    else:
+        qc = check(
+            directory / "master.mp4",
+            expect_duration=expect,
+            expect_audio=audio,
+            duration_tolerance_s=result.plan.tolerance_s,
+            # The stitch probed and levelled the master: QC reuses both instead of redoing them.
+            probed=result.probe,
+            loudness=result.loudness,
+        )
     steps["qc_s"] = time.monotonic() - t0
     t0 = time.monotonic()
     if with_contact_sheet:
         contact_sheet(
             [
-                SheetRow(
-                    clip=str(c.path),
-                    narrative=narrative.id,
-                    variant=c.request.variant,
-                    segment=c.request.segment,
-                    tier=c.request.tier.value,
-                    seconds=seg.content_seconds,
-                )
+                sheet_row(narrative.id, c.request, seg.content_seconds, c.path)
                 for c, seg in zip(clips, plan.segments, strict=True)
             ],
             directory / "contact-sheet.png",
+            probes=[i.probe for i in ready] if ready else None,
+            prepared=[i.sheet_row for i in ready if i.sheet_row is not None],
         )
     steps["contact_sheet_s"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    write_sidecars(result, narrative, plan, clips)  # poster.png and master.otio, for review and editing
+    steps["sidecars_s"] = time.monotonic() - t0
     manifest = build_manifest(
         directory,
         script_name=script.name,
@@ -322,6 +402,7 @@ def build_master(
                 prompt=c.request.prompt,
                 cost_usd=c.cost,
                 clip_sha256=c.sha256,
+                paid_by_run=c.paid_by,
             )
             for c in clips
         ],

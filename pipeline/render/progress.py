@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.planning.plan import PlannedRequest
 from pipeline.render.engine import EventSink, JobWrapper, SpendSink
 
 if TYPE_CHECKING:
-    from pipeline.render.run import Chooser, RunResult, StageSink
+    from pipeline.render.run import Chooser, RunResult, StageRunner, StageSink
     from pipeline.render.session import RunSession
+
+#: The run's status in the job store while ``select: manual`` waits for a person's choice.
+WAITING_FOR_CHOICE = "waiting for choice"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class RunHooks:
     once when the run opens — a resumed run starts from what its earlier attempts charged — and
     again whenever it changes (a charge is the provider's figure, recorded when it billed).
     ``on_start`` gets the open session (the command line keeps it to cancel on Ctrl-C).
+    ``on_waiting`` is told where and how to choose when ``select: manual`` waits for a person.
     """
 
     on_event: EventSink | None = None
@@ -38,22 +42,50 @@ class RunHooks:
     on_start: Callable[[RunSession], None] | None = None
     wrap: JobWrapper | None = None
     choose: Chooser | None = None
+    #: Told (a sentence to show a person) when the run stops to wait for a manual choice.
+    on_waiting: Callable[[str], None] | None = None
+    #: Runs each stage (masters, QC, selection, archive, report): the flow, as task runs.
+    run_stage: StageRunner | None = None
 
     def adding(
         self,
         *,
         on_event: EventSink | None = None,
+        on_stage: StageSink | None = None,
+        on_spend: SpendSink | None = None,
         wrap: JobWrapper | None = None,
         choose: Chooser | None = None,
+        run_stage: StageRunner | None = None,
     ) -> RunHooks:
-        """These hooks with more: ``on_event`` called after the existing one, ``wrap`` and
-        ``choose`` where none is set yet (the caller's own take precedence)."""
+        """These hooks with more: ``on_event``, ``on_stage`` and ``on_spend`` called after the
+        existing ones, ``wrap``, ``choose`` and ``run_stage`` where none is set yet (the
+        caller's own take precedence)."""
         return replace(
             self,
             on_event=fan_out(self.on_event, on_event) if on_event is not None else self.on_event,
+            on_stage=_both(self.on_stage, on_stage),
+            on_spend=_both(self.on_spend, on_spend),
             wrap=self.wrap or wrap,
             choose=self.choose or choose,
+            run_stage=self.run_stage or run_stage,
         )
+
+
+_V = TypeVar("_V")
+
+
+def _both(
+    first: Callable[[_V], None] | None, then: Callable[[_V], None] | None
+) -> Callable[[_V], None] | None:
+    """One callback calling ``first`` then ``then`` (either may be unset)."""
+    if first is None or then is None:
+        return first or then
+
+    def both(value: _V) -> None:
+        first(value)
+        then(value)
+
+    return both
 
 
 def fan_out(*sinks: EventSink | None) -> EventSink:

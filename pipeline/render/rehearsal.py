@@ -115,7 +115,7 @@ def _passes(script: Script, plan: RenderPlan) -> list[tuple[Pass, Tier, list[int
 
 def master_configs(script: Script, plan: RenderPlan) -> dict[MasterConfig, list[PlannedRequest]]:
     """Each distinct master configuration of ``plan`` with the requests of its first variant."""
-    builder = RequestBuilder(script, plan.narratives)
+    builder = RequestBuilder(script, plan.narratives, plan.provider)
     configs: dict[MasterConfig, list[PlannedRequest]] = {}
     seen: set[tuple[int, Pass, str, bool]] = set()
     for pass_, tier, variants in _passes(script, plan):

@@ -7,26 +7,30 @@ the command line's progress) are given to it when the session builds it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pipeline.archive.archiver import ArchiveReport, archive_run
-from pipeline.errors import ArchiveError, DiskFull, InputError
-from pipeline.media.report import MasterEntry, PlanRow, ReportInput, write_report
+from pipeline.errors import ArchiveError, DiskFull, InputError, KlingflowError
 from pipeline.planning.plan import Pass, PlannedRequest, RenderPlan, request_to_dict
 from pipeline.pricing import to_cents
 from pipeline.render.engine import Engine, JobResult
-from pipeline.render.layout import RunLayout
-from pipeline.render.masters import Clip, MasterOutcome, make_master
+from pipeline.render.layout import RunLayout, script_reference
+from pipeline.render.master_queue import CpuSlots, GroupKey, Inspection, MasterQueue
+from pipeline.render.masters import Clip, MasterOutcome, inspect_clip, make_master, sheet_row
+from pipeline.render.progress import WAITING_FOR_CHOICE
 from pipeline.render.rehearsal import rehearse_masters
+from pipeline.render.review import write_review
 from pipeline.render.selection import select_approved, select_auto
+from pipeline.render.takebook import current_master, has_takes
 from pipeline.script.loader import LoadedScript
 from pipeline.store.jobs import Spend
 
@@ -34,6 +38,30 @@ from pipeline.store.jobs import Spend
 Chooser = Callable[[Sequence[MasterOutcome], int], Awaitable[list[str]]]
 #: Called with each stage's name as the run reaches it.
 StageSink = Callable[[str], None]
+_T = TypeVar("_T")
+
+
+class StageRunner(Protocol):
+    """``run_stage(kind, label, work)`` runs one stage's work (the flow: as a task run ``label``)."""
+
+    def __call__(self, kind: str, label: str, work: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
+        """Await ``work()`` as the stage, and return what it returns."""
+        ...
+
+
+def qc_verdict(master: MasterOutcome) -> str:
+    """A master's QC verdict in words: ``passed``, ``failed: <findings>`` or why it is missing."""
+    if not master.delivered or master.qc is None:
+        return f"not delivered: {master.error}"
+    if master.passed:
+        return "passed"
+    findings = "; ".join(f"{f.kind} {f.detail}".strip() for f in master.qc.findings)
+    return f"failed: {findings}" if findings else "failed"
+
+
+async def qc_verdicts(masters: Sequence[MasterOutcome]) -> dict[str, str]:
+    """Each master's QC verdict by ``pass narrative/variant`` (the QC stage's outcome)."""
+    return {f"{m.pass_} {m.narrative}/{m.variant}": qc_verdict(m) for m in masters}
 
 
 @dataclass
@@ -51,6 +79,8 @@ class RunResult:
     archive_error: str | None = None
     spend: Spend | None = None
     report: Path | None = None
+    #: Where the review page was archived (a new key each run), when the masters were.
+    report_archived: str | None = None
 
     @property
     def masters(self) -> list[MasterOutcome]:
@@ -85,15 +115,26 @@ class RenderRun:
     approve: Sequence[str] | None = None
     choose: Chooser | None = None
     on_stage: StageSink | None = None
+    run_stage: StageRunner | None = None
+    #: Bounds masters (ffmpeg, QC) to one per core, whichever pass they belong to.
+    cpu: CpuSlots = field(default_factory=CpuSlots)
 
     def _stage(self, name: str) -> None:
         if self.on_stage is not None:
             self.on_stage(name)
 
+    async def _staged(self, kind: str, label: str, work: Callable[[], Awaitable[_T]]) -> _T:
+        """``work`` as one stage of ``kind`` (the flow makes it a task run named ``label``)."""
+        if self.run_stage is None:
+            return await work()
+        return await self.run_stage(kind, label, work)
+
     def write_run_info(self) -> None:
         """``masters/run.json``: what the archiver needs to name keys."""
         self.layout.masters_dir.mkdir(parents=True, exist_ok=True)
         info = {"script": self.plan.script, "run_id": self.run_id, "script_sha256": self.loaded.sha256}
+        # Where the script was read from: `klingflow reroll RUN` reloads it (checked by its sha256).
+        info["script_file"] = script_reference(self.loaded.file)
         (self.layout.masters_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
 
     def final_requests(self, variants: Sequence[str]) -> list[PlannedRequest]:
@@ -127,7 +168,18 @@ class RenderRun:
         )
 
     async def execute(self) -> RunResult:
-        """Run every stage; failures of single jobs or masters are reported, not raised."""
+        """Run every stage; failures of single jobs or masters are reported, not raised. A run
+        that stops on an error still leaves a review page saying why, then raises it."""
+        try:
+            return await self.stages()
+        except KlingflowError as exc:
+            # The run's own error is the one to report, not one while writing the page.
+            with contextlib.suppress(KlingflowError, OSError):
+                await asyncio.to_thread(write_review, self, None, str(exc))
+            raise
+
+    async def stages(self) -> RunResult:
+        """The stages of :meth:`execute`, in order."""
         started = datetime.now(UTC)
         await self.check_before_spending()
         result = RunResult(self.run_id, self.plan.script, self.layout)
@@ -136,44 +188,104 @@ class RenderRun:
         drafts = self.plan.requests_for("draft")
         if drafts:
             self._stage("draft")
-            jobs = await self.engine.run_pass(drafts)
+            jobs, result.drafts = await self.run_pass_with_masters(drafts, "draft", started)
             result.jobs += jobs
-            self._stage("draft masters")
-            result.drafts = await self.masters(jobs, "draft", started)
         self._stage("selection")
-        result.selected = await self.select(result.drafts)
+        result.selected = await self._staged("selection", "selection", lambda: self.select(result.drafts))
         finals = self.final_requests(result.selected)
         if finals:
             self._stage("final")
-            jobs = await self.engine.run_pass(finals)
+            jobs, result.finals = await self.run_pass_with_masters(finals, "final", started)
             result.jobs += jobs
-            self._stage("final masters")
-            result.finals = await self.masters(jobs, "final", started)
         result.spend = await asyncio.to_thread(self.engine.store.spend, self.run_id)
         if any(m.delivered for m in result.masters):
             self._stage("archive")
             try:
-                result.archive = await asyncio.to_thread(
-                    archive_run, self.layout.masters_dir, self.archive_to
+                result.archive = await self._staged(
+                    "archive",
+                    "archive",
+                    partial(asyncio.to_thread, archive_run, self.layout.masters_dir, self.archive_to),
                 )
             except ArchiveError as exc:
                 result.archive_error = str(exc)
         self._stage("report")
-        result.report = await asyncio.to_thread(self.write_report, result)
+        result.report = await self._staged(
+            "report", "report", partial(asyncio.to_thread, self.write_report, result)
+        )
         await asyncio.to_thread(
             self.engine.store.set_run_status, self.run_id, "delivered" if result.delivered else "incomplete"
         )
         return result
 
-    async def masters(self, jobs: Sequence[JobResult], pass_: Pass, started: datetime) -> list[MasterOutcome]:
-        """Stitch a master per narrative and variant whose clips are all there (in threads)."""
-        script = self.loaded.script
-        groups: dict[tuple[str, str], list[JobResult]] = {}
+    def master_work(
+        self,
+        key: GroupKey,
+        group: Sequence[JobResult],
+        pass_: Pass,
+        started: datetime,
+        inspections: Sequence[Inspection] | None = None,
+    ) -> Awaitable[MasterOutcome]:
+        """The master of one narrative/variant whose clips are all there: a stage, in a thread,
+        once a CPU slot is free."""
+        narrative, variant = key
+        if has_takes(self.layout, narrative, variant, pass_):
+            # Rerolled (klingflow reroll/use): the take chosen stays, never re-stitched from the
+            # first takes (its archive keys must keep their bytes).
+            return asyncio.to_thread(current_master, self.layout, narrative, variant, pass_)
+        clips: list[Clip] = [j.clip for j in group if j.clip is not None]
+        make = partial(
+            asyncio.to_thread,
+            make_master,
+            script=self.loaded.script,
+            script_sha256=self.loaded.sha256,
+            run_id=self.run_id,
+            narrative=next(n for n in self.loaded.script.narratives if n.id == narrative),
+            plan=next(n for n in self.plan.narratives if n.id == narrative),
+            clips=clips,
+            directory=self.layout.master_dir(narrative, variant, pass_),
+            plan_summary=self.plan_summary([j.request for j in group]),
+            started_at=started,
+            inspections=inspections,
+        )
+        return self._staged("master", f"master-{pass_}-{narrative}-{variant}", partial(self.cpu.run, make))
+
+    async def inspect(self, job: JobResult) -> Inspection:
+        """A clip's share of its master's QC, as it arrives (in a thread, on a CPU slot)."""
+        assert job.clip is not None  # the queue inspects only jobs with a clip
+        request = job.request
+        plan = next(n for n in self.plan.narratives if n.id == request.narrative)
+        seconds = next((seg.content_seconds for seg in plan.segments if seg.index == request.segment), None)
+        row = None if seconds is None else sheet_row(request.narrative, request, seconds, job.clip.path)
+        return await self.cpu.run(partial(asyncio.to_thread, inspect_clip, job.clip.path, row))
+
+    async def run_pass_with_masters(
+        self, requests: Sequence[PlannedRequest], pass_: Pass, started: datetime
+    ) -> tuple[list[JobResult], list[MasterOutcome]]:
+        """Generate ``requests``; each master starts as soon as its own clips are in (while the
+        rest still generate), the masters of groups with a failed job are reported after."""
+        queue = MasterQueue(
+            requests,
+            lambda key, group, found: self.master_work(key, group, pass_, started, found),
+            inspect=self.inspect,
+        )
+        with queue.watching(self.engine):
+            jobs = await self.engine.run_pass(requests)
+        self._stage(f"{pass_} masters")
+        return jobs, await self.masters(jobs, pass_, started, early=queue.started)
+
+    async def masters(
+        self,
+        jobs: Sequence[JobResult],
+        pass_: Pass,
+        started: datetime,
+        early: Mapping[GroupKey, Awaitable[object]] | None = None,
+    ) -> list[MasterOutcome]:
+        """A master per narrative and variant whose clips are all there (those in ``early`` were
+        started during the pass), the reason for each that is not."""
+        groups: dict[GroupKey, list[JobResult]] = {}
         for job in jobs:
             groups.setdefault((job.request.narrative, job.request.variant), []).append(job)
-        by_id = {n.id: n for n in script.narratives}
-        plans = {n.id: n for n in self.plan.narratives}
-        work = []
+        work: list[Awaitable[Any]] = []
         for (narrative, variant), group in groups.items():
             directory = self.layout.master_dir(narrative, variant, pass_)
             missing = [j for j in group if j.clip is None]
@@ -183,22 +295,14 @@ class RenderRun:
                     asyncio.sleep(0, MasterOutcome(narrative, variant, pass_, directory, error=reason))
                 )
                 continue
-            clips: list[Clip] = [j.clip for j in group if j.clip is not None]
+            already = (early or {}).get((narrative, variant))
             work.append(
-                asyncio.to_thread(
-                    make_master,
-                    script=script,
-                    script_sha256=self.loaded.sha256,
-                    run_id=self.run_id,
-                    narrative=by_id[narrative],
-                    plan=plans[narrative],
-                    clips=clips,
-                    directory=directory,
-                    plan_summary=self.plan_summary([j.request for j in group]),
-                    started_at=started,
-                )
+                already
+                if already is not None
+                else self.master_work((narrative, variant), group, pass_, started)
             )
-        outcomes = list(await asyncio.gather(*work))
+        outcomes: list[MasterOutcome] = list(await asyncio.gather(*work))
+        await self._staged("qc", f"qc-{pass_}", partial(qc_verdicts, outcomes))
         for m in outcomes:
             # ffmpeg reports a full disk only in its stderr: the C library's text for ENOSPC,
             # which os.strerror gives in the same locale. A full disk stops the run (exit 73).
@@ -211,15 +315,7 @@ class RenderRun:
 
     def plan_summary(self, requests: Sequence[PlannedRequest]) -> dict[str, Any]:
         """The part of the plan a master's manifest records: budget, finals, its requests."""
-        b = self.plan.budget
-        return {
-            "budget_usd": str(b.limit),
-            "planned_total_usd": str(to_cents(self.plan.total)),
-            "final_tier": b.final_tier.value if b.final_tier else None,
-            "finals_planned": len(b.final_variants),
-            "degraded": list(b.degraded),
-            "requests": [_manifest_request(request_to_dict(r)) for r in requests],
-        }
+        return plan_summary(self.plan, requests)
 
     async def select(self, drafts: Sequence[MasterOutcome]) -> list[str]:
         """The variants promoted to finals (``budget.select``)."""
@@ -239,7 +335,12 @@ class RenderRun:
         if self.approve is not None:
             return select_approved(variants, self.approve, finals)
         if self.choose is not None:
-            return select_approved(variants, await self.choose(drafts, finals), finals)
+            # Said in the store while a person is asked: `klingflow status` shows it.
+            store = self.engine.store
+            await asyncio.to_thread(store.set_run_status, self.run_id, WAITING_FOR_CHOICE)
+            chosen = await self.choose(drafts, finals)
+            await asyncio.to_thread(store.set_run_status, self.run_id, "running")
+            return select_approved(variants, chosen, finals)
         # The one place this is said: a chooser is given only where a person can answer (the
         # flow on a Prefect server, whose UI asks).
         raise InputError(
@@ -247,48 +348,28 @@ class RenderRun:
         )
 
     def write_report(self, result: RunResult) -> Path:
-        """The run's HTML report (plan, spend, masters with contact sheets and QC)."""
-        spend = result.spend.charged if result.spend else Decimal(0)
-        rows = tuple(
-            PlanRow(
-                narrative=j.request.narrative,
-                variant=j.request.variant,
-                pass_name=j.request.pass_,
-                segment=j.request.segment,
-                tier=j.request.tier.value,
-                duration_s=j.request.duration,
-                audio=j.request.audio,
-                cost_usd=j.clip.cost if j.clip else j.request.cost,
-            )
-            for j in result.jobs
-        )
-        masters = tuple(
-            MasterEntry(
-                narrative=m.narrative,
-                variant=f"{m.variant} ({m.pass_})",
-                video=str(m.path),
-                duration_s=m.duration_s,
-                sha256=m.sha256 or "",
-                contact_sheet=str(m.directory / "contact-sheet.png"),
-                srt=str(m.directory / "master.srt") if (m.directory / "master.srt").is_file() else None,
-                integrated_lufs=m.loudness_lufs,
-                qc=m.qc,
-            )
-            for m in result.masters
-            if m.delivered
-        )
-        return write_report(
-            ReportInput(
-                script_name=self.plan.script,
-                run_id=self.run_id,
-                generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                plan=rows,
-                spend_usd=spend,
-                budget_usd=self.plan.budget.limit,
-                masters=masters,
-            ),
-            self.layout.report,
-        )
+        """The run's review page (:mod:`pipeline.render.review`), archived beside the masters."""
+        try:
+            page, archived = write_review(self, result)
+        except ArchiveError as exc:
+            result.archive_error = f"review page: {exc}"
+            return self.layout.report
+        result.report_archived = archived.uri if archived else None
+        return page
+
+
+def plan_summary(plan: RenderPlan, requests: Sequence[PlannedRequest]) -> dict[str, Any]:
+    """The part of ``plan`` a master's manifest records: budget, finals, its requests (also used
+    when a reroll re-stitches a master)."""
+    b = plan.budget
+    return {
+        "budget_usd": str(b.limit),
+        "planned_total_usd": str(to_cents(plan.total)),
+        "final_tier": b.final_tier.value if b.final_tier else None,
+        "finals_planned": len(b.final_variants),
+        "degraded": list(b.degraded),
+        "requests": [_manifest_request(request_to_dict(r)) for r in requests],
+    }
 
 
 #: What a master's manifest records of each of its requests (a subset of ``plan --json``'s).

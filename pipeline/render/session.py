@@ -25,14 +25,17 @@ from pipeline.providers.selection import OpenedProvider, ProviderName, choose_pr
 from pipeline.providers.settings import ProviderSettings, load_settings
 from pipeline.render.engine import Engine
 from pipeline.render.layout import RunLayout
+from pipeline.render.library_plan import provider_identity
 from pipeline.render.limits import Limits, LocalLimits
 from pipeline.render.progress import RunHooks
+from pipeline.render.reuse import LibraryStep, base_dir_local
 from pipeline.render.run import RenderRun
 from pipeline.render.runlock import hold_run
 from pipeline.render.settings import RunSettings
 from pipeline.render.shared import ClipShare
 from pipeline.script.loader import LoadedScript
 from pipeline.store.jobs import JobStore
+from pipeline.store.library import ClipLibrary, library_url
 
 
 @dataclass
@@ -88,7 +91,12 @@ async def open_run(
         held.close()
         raise
     shared: ClipShare | None = None
+    library: ClipLibrary | None = None
     try:
+        # The clip library spans runs (beside them, or in the shared store): see pipeline.render.reuse.
+        library = await asyncio.to_thread(
+            ClipLibrary.open, library_url(settings.runs_dir, settings.store_url)
+        )
         shared = ClipShare.open(settings.shared_url, run_id) if settings.shared_url else None
         # A write that may wait for another process's lock: off the event loop.
         spend = await asyncio.to_thread(
@@ -135,6 +143,14 @@ async def open_run(
                 max_regenerations=settings.max_regenerations,
                 resubmit_unknown=resubmit_unknown,
                 shared=shared,
+                library=LibraryStep(
+                    library,
+                    provider=provider_identity(requested, psettings, rehearse=rehearse),
+                    run_id=run_id,
+                    local=base_dir_local(base_dir),
+                    shared=shared,
+                    store=store,
+                ),
                 wrap=hooks.wrap,
                 on_event=hooks.on_event,
                 on_spend=hooks.on_spend,
@@ -150,6 +166,7 @@ async def open_run(
                 approve=approve,
                 choose=hooks.choose,
                 on_stage=hooks.on_stage,
+                run_stage=hooks.run_stage,
             )
             session = RunSession(run_id, layout, opened, store, engine, run)
             if hooks.on_start is not None:
@@ -161,5 +178,7 @@ async def open_run(
     finally:
         if shared is not None:
             shared.close()
+        if library is not None:
+            library.close()
         store.close()
         held.close()

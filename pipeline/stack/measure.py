@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import resource
 import statistics
 import threading
@@ -242,3 +243,38 @@ class Sampler:
             "peak_rss_flow_run_mb": peak("flow runs"),
             "peak_rss_workers_trees_mb": self.peak_tree_rss_kb / 1024,
         }
+
+
+# --- flow runs on a Prefect server (scripts/bench_scale.py) ------------------------------------
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    """The PostgreSQL server's pid (the root of its process tree)."""
+    return int((data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def submitted_by(log: str) -> set[str]:
+    """Flow run ids a worker submitted, minus those whose submission the server aborted."""
+    tried = set(re.findall(r"submitting flow run '([0-9a-f-]{36})'", log))
+    return tried - set(re.findall(r"Aborted submission of flow run '([0-9a-f-]{36})'", log))
+
+
+def start_latencies(final: dict[Any, Any], states: list[list[Any]]) -> dict[str, float]:
+    """Flow run created → Pending (a worker took it) → Running (its process started the flow)."""
+    pending, running = [], []
+    for fr, history in zip(final.values(), _ordered(final, states), strict=True):
+        at = {s.type.value: s.timestamp.timestamp() for s in reversed(history)}  # first of each type
+        created = fr.created.timestamp()
+        pending.append(at["PENDING"] - created)
+        running.append(at["RUNNING"] - created)
+    return {
+        "to_pending_mean_s": statistics.mean(pending),
+        "to_pending_max_s": max(pending),
+        "to_running_mean_s": statistics.mean(running),
+        "to_running_max_s": max(running),
+    }
+
+
+def _ordered(final: dict[Any, Any], states: list[list[Any]]) -> list[list[Any]]:
+    by_run = {hist[0].state_details.flow_run_id: hist for hist in states if hist}
+    return [sorted(by_run[i], key=lambda s: s.timestamp) for i in final]

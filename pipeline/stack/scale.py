@@ -30,6 +30,8 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 
 from pipeline.errors import StackError
+from pipeline.generation import GenerationSpec
+from pipeline.providers.sandbox.config import FaultConfig, SandboxConfig
 from pipeline.stack.children import console_script
 from pipeline.stack.postgres import PostgresCluster
 from pipeline.stack.prefect_server import PrefectServer, Worker
@@ -53,6 +55,45 @@ def sandbox_env(sandbox: SandboxProcess, *, latency_scale: float) -> dict[str, s
         "KLINGFLOW_SANDBOX_URL": sandbox.base_url,
         "KLINGFLOW_SANDBOX_LATENCY_SCALE": f"{latency_scale:g}",
     }
+
+
+def generous_sandbox(latency_scale: float, render_scale: float, slots: int, *, seed: int) -> SandboxConfig:
+    """A sandbox whose own limits are far above the shared ones (only those bind): modelled
+    latency, ``slots`` GPU slots, reproducible dice."""
+    return SandboxConfig(
+        latency_scale=latency_scale,
+        render_scale=render_scale,
+        slots=slots,
+        max_in_flight=10_000,
+        submit_rate_per_s=10_000,
+        submit_burst=10_000,
+        faults=FaultConfig(seed=seed),
+    )
+
+
+def draft_specs(script: Path) -> list[GenerationSpec]:
+    """The draft requests of ``script`` as generation specs (what a render cache is warmed with)."""
+    from pipeline.planning.plan import build_plan
+    from pipeline.script.loader import load_script
+
+    return [r.spec() for r in build_plan(load_script(script).script).requests_for("draft")]
+
+
+def pin(pid: int, core: int) -> None:
+    """Pin process ``pid`` (every thread) to ``core`` with ``taskset``; what it starts afterwards
+    inherits the pin (a worker's flow runs, their ffmpeg)."""
+    done = subprocess.run(
+        ["taskset", "--all-tasks", "--pid", "--cpu-list", str(core), str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:  # taskset --all-tasks says nothing of a process that is gone: ask the kernel
+        pinned = os.sched_getaffinity(pid) == {core}
+    except OSError:
+        pinned = False
+    if done.returncode != 0 or not pinned:
+        raise StackError(f"taskset could not pin process {pid} to core {core}", log_tail=done.stderr)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, detail: Callable[[], str] = str) -> None:
@@ -132,23 +173,44 @@ class ScaleStack:
             raise StackError("the scale stack is not running: start() it first")
         return self.server.api_url
 
+    def fresh_store(self) -> str:
+        """A new, empty job store for the workers started from now on; its URL.
+
+        The clip library lives in the job store: a second round of the same scripts on the same
+        store would reuse every clip the first one bought, and buy nothing.
+        """
+        self.store_url = self.postgres.create_database(f"klingflow_{uuid.uuid4().hex[:8]}")
+        self.env["KLINGFLOW_STORE_URL"] = self.store_url
+        return self.store_url
+
     # --- workers --------------------------------------------------------------------------------
 
     def start_workers(
-        self, names: Sequence[str], *, limit: int | None = None, env: dict[str, str] | None = None
+        self,
+        names: Sequence[str],
+        *,
+        limit: int | None = None,
+        env: dict[str, str] | None = None,
+        cores: Sequence[int] | None = None,
     ) -> list[Worker]:
         """Start ``klingflow worker`` processes on the pool, each in ``folder/NAME`` with its own
-        ``KLINGFLOW_RUNS_DIR``; return them (they are stopped with the stack)."""
-        started = [
-            Worker(
+        ``KLINGFLOW_RUNS_DIR``; return them (they are stopped with the stack).
+
+        ``cores``: pin worker *i* (and the flow runs it starts) to core ``cores[i]`` with
+        ``taskset`` — on one machine, the stand-in for workers on machines of their own.
+        """
+        started = []
+        for i, name in enumerate(names):
+            worker = Worker(
                 name,
                 self.pool,
                 {**self.env, **(env or {}), "KLINGFLOW_RUNS_DIR": str(self.folder / name / "runs")},
                 self.folder / name,
                 limit=limit,
             ).start()
-            for name in names
-        ]
+            started.append(worker)
+            if cores is not None and worker.proc is not None:
+                pin(worker.proc.pid, cores[i % len(cores)])
         self.workers += started
         return started
 

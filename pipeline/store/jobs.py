@@ -63,9 +63,9 @@ from pipeline.store.schema import (
     insert_if_absent,
     job_key,
     jobs,
+    open_engine,
     requests,
     runs,
-    sqlite_pragmas,
     to_micro,
 )
 from pipeline.store.transitions import Effect, Event, allows, step
@@ -107,18 +107,7 @@ class SqlJobStore:
 
         Example: ``SqlJobStore.open("postgresql+psycopg://klingflow@db.internal/klingflow")``.
         """
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            # A generous busy timeout: several processes may write the same SQLite file.
-            engine = sa.create_engine(url, connect_args={"timeout": 60})
-            sa.event.listen(engine, "connect", sqlite_pragmas)
-        elif sa.make_url(url).get_backend_name() == "postgresql":
-            # READ COMMITTED whatever the server's default: the conditional UPDATEs rely on it
-            # (under REPEATABLE READ a concurrent update is an error, not a wait and a re-check).
-            # pool_pre_ping: a worker outlives database restarts and idle-connection reapers.
-            engine = sa.create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
-        else:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+        engine = open_engine(url)
         try:
             return cls(engine)
         except BaseException:
@@ -261,6 +250,20 @@ class SqlJobStore:
                 sa.select(jobs)
                 .where(jobs.c.run_id == run_id)
                 .order_by(jobs.c["pass"].desc(), jobs.c.narrative, jobs.c.variant, jobs.c.segment)
+            ).all()
+        return [Job.from_row(r) for r in rows]
+
+    def jobs_at(self, run_id: str, narrative: str, variant: str, pass_: str, segment: int) -> list[Job]:
+        """The jobs of one segment of a run (several when its request changed between attempts)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(jobs).where(
+                    jobs.c.run_id == run_id,
+                    jobs.c.narrative == narrative,
+                    jobs.c.variant == variant,
+                    jobs.c["pass"] == pass_,
+                    jobs.c.segment == segment,
+                )
             ).all()
         return [Job.from_row(r) for r in rows]
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -258,6 +259,23 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def open_engine(url: str) -> Engine:
+    """An engine for the store at ``url`` (SQLite's directory created), set up as every store
+    of klingflow needs it."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # A generous busy timeout: several processes may write the same SQLite file.
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+        sa.event.listen(engine, "connect", sqlite_pragmas)
+        return engine
+    if sa.make_url(url).get_backend_name() == "postgresql":
+        # READ COMMITTED whatever the server's default: the conditional UPDATEs rely on it
+        # (under REPEATABLE READ a concurrent update is an error, not a wait and a re-check).
+        # pool_pre_ping: a worker outlives database restarts and idle-connection reapers.
+        return sa.create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
 def insert_if_absent(tx: Connection, table: sa.Table, **values: Any) -> None:
     """Insert a row unless one with its primary key exists (created meanwhile by another worker)."""
     if tx.dialect.name in {"postgresql", "sqlite"}:
@@ -269,16 +287,17 @@ def insert_if_absent(tx: Connection, table: sa.Table, **values: Any) -> None:
         tx.execute(table.insert().values(**values))
 
 
-def create_tables(engine: Engine) -> None:
-    """Create the tables that are missing, one creator at a time: workers opening a new store
-    together would otherwise race between "is it there?" and CREATE TABLE."""
+def create_tables(engine: Engine, tables: sa.MetaData = metadata) -> None:
+    """Create the tables of ``tables`` that are missing (the job store's by default), one creator
+    at a time: workers opening a new store together would otherwise race between "is it there?"
+    and CREATE TABLE."""
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
-        if all(inspector.has_table(table.name) for table in metadata.sorted_tables):
+        if all(inspector.has_table(table.name) for table in tables.sorted_tables):
             return
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(DDL_LOCK_ID)))
         elif conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        metadata.create_all(conn)  # checks again, under the lock
+        tables.create_all(conn)  # checks again, under the lock
         conn.commit()

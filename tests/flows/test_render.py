@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,12 +18,10 @@ import httpx
 import pytest
 
 from pipeline.media.probe import probe
-from pipeline.providers.sandbox.config import SandboxConfig
-from pipeline.providers.sandbox.server import SandboxHandle, run_sandbox
-from pipeline.render.progress import RunOutcome
+from pipeline.providers.sandbox.server import SandboxHandle
 from pipeline.stack.runs import run_command, start_run, wait_for_submits
 
-from ..pipeline.render.conftest import SCALE, write_story
+from ..pipeline.render.conftest import write_story
 
 FRAME = 1 / 24
 
@@ -34,24 +31,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxHandle]:
-    with run_sandbox(SandboxConfig(latency_scale=SCALE, render_scale=0.1, slots=16)) as handle:
-        yield handle
-
-
-@pytest.fixture
-def run_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: SandboxHandle) -> Path:
-    monkeypatch.setenv("KLINGFLOW_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("KLINGFLOW_SANDBOX_URL", sandbox.base_url)
-    monkeypatch.setenv("KLINGFLOW_SANDBOX_LATENCY_SCALE", str(SCALE))
-    monkeypatch.setenv("KLINGFLOW_SUBMIT_RATE_PER_S", "50")
-    monkeypatch.setenv("KLINGFLOW_SUBMIT_BURST", "8")
-    monkeypatch.setenv("KLINGFLOW_GLOBAL_LIMITS", "true")  # the harness is a real API: use its limits
-    monkeypatch.delenv("RUNCOMFY_TOKEN", raising=False)
-    return tmp_path
 
 
 @pytest.mark.slow
@@ -92,48 +71,6 @@ def test_story_renders_drafts_two_finals_and_archives_them(run_env: Path, sandbo
     assert total <= Decimal("33.00")
     assert summary.charged_usd == total
     assert summary.report is not None and Path(summary.report).is_file()
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("prefect_api")
-def test_manual_selection_pauses_for_a_choice_and_resumes_with_it(
-    run_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-    from prefect.client.schemas.objects import StateType
-    from prefect.flow_runs import aresume_flow_run
-    from prefect.settings import PREFECT_API_URL
-
-    from flows.render import render
-
-    # A configured server (the harness's): someone can answer in its UI, so the flow pauses.
-    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
-    script = write_story(run_env, name="manual-test", limit="40.00", finals=1, select="manual")
-    text = script.read_text()
-    # The pause is what is under test, not the media: keep only the short independent narrative
-    # (2 segments of 8 s per variant instead of the 4 chained ones of the 40 s story).
-    script.write_text(text[: text.index("  - id: story")] + text[text.index("  - id: teaser") :])
-
-    async def main() -> RunOutcome:
-        flow = asyncio.create_task(render(script=str(script), run_id="manual", provider="sandbox"))
-        paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
-        async with get_client() as client:
-            for _ in range(600):
-                runs = await client.read_flow_runs(flow_run_filter=paused)
-                if runs or flow.done():
-                    break
-                await asyncio.sleep(0.2)
-            assert runs, "the flow did not pause for a choice"
-            await aresume_flow_run(runs[0].id, run_input={"approve": ["c"]})
-        return await flow
-
-    summary = asyncio.run(main())
-    masters = summary.masters
-    drafts = sorted((m.narrative, m.variant) for m in masters if m.pass_ == "draft")
-    assert drafts == [("teaser", "a"), ("teaser", "b"), ("teaser", "c")]  # the choice came after them
-    assert summary.selected == ("c",)
-    assert [m.variant for m in masters if m.pass_ == "final"] == ["c"]
 
 
 def _free_port() -> int:

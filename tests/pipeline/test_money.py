@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline.money import format_usd
+from pipeline.money import billing_note, format_usd
 
 
 @pytest.mark.parametrize(
@@ -25,3 +25,10 @@ from pipeline.money import format_usd
 def test_format_usd(amount: str, shown: str, exact: str) -> None:
     assert format_usd(Decimal(amount)) == shown
     assert format_usd(Decimal(amount), exact=True) == exact
+
+
+def test_billing_note_says_plainly_whether_money_is_spent() -> None:
+    assert "free" in billing_note("sandbox", Decimal("8.4"))
+    assert "no money" in billing_note("runcomfy", Decimal("8.4"), rehearse=True)
+    paid = billing_note("runcomfy", Decimal("8.4"))
+    assert "paid" in paid and "$8.40 will be billed to your RunComfy account" in paid

@@ -31,10 +31,12 @@ from starlette.types import ASGIApp
 from pipeline.pricing import request_cost
 from pipeline.providers import wire
 from pipeline.providers.sandbox.config import SandboxConfig
+from pipeline.providers.sandbox.fal_api import fal_router
 from pipeline.providers.sandbox.faults import CUT_HEADER, CutConnections, install_log_filter
 from pipeline.providers.sandbox.images import ImageInput
 from pipeline.providers.sandbox.inputs import parse_model_id
 from pipeline.providers.sandbox.intake import ImageStore, classify_images, take
+from pipeline.providers.sandbox.kling_api import kling_router
 from pipeline.providers.sandbox.schema import list_models, model_info
 from pipeline.providers.sandbox.state import Job, SandboxState
 
@@ -165,6 +167,8 @@ def create_app(config: SandboxConfig, data_dir: Path) -> SandboxApp:
         ).model_dump(exclude_none=True)
 
     store = ImageStore(state.images_dir, state.uploads_dir)
+    app.include_router(kling_router(state, config))  # Kling's own API: /v1/videos/...
+    app.include_router(fal_router(state, config, store))  # fal's queue: /fal-ai/kling-video/...
 
     @app.post("/v1/models/{model_id:path}")
     async def submit(model_id: str, request: Request) -> Response:

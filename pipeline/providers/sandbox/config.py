@@ -24,6 +24,8 @@ class FaultConfig(BaseModel):
     error_in_200: float = Field(default=0.0, ge=0, le=1)
     #: The connection drops after the work was done (a submit's request *is* created).
     drop: float = Field(default=0.0, ge=0, le=1)
+    #: Only a submit's answer is lost, after its task was created (Kling's API dialect).
+    submit_drop: float = Field(default=0.0, ge=0, le=1)
     #: A job ends ``failed`` (never charged).
     fail: float = Field(default=0.0, ge=0, le=1)
     #: A download stops half-way (Content-Length announced in full).
@@ -44,6 +46,7 @@ class FaultConfig(BaseModel):
             server_error=rate,
             error_in_200=rate,
             drop=rate,
+            submit_drop=rate,
             fail=rate,
             truncate=rate,
             corrupt=rate,
@@ -76,6 +79,10 @@ class SandboxConfig(BaseModel):
     faults: FaultConfig = Field(default_factory=FaultConfig)
     #: When set, requests must carry ``Authorization: Bearer <token>`` (401 without, 403 wrong).
     token: SecretStr | None = None
+    #: Kling's API dialect: the key pair whose JWTs it accepts (HS256, issuer the access key).
+    #: Unset: that dialect takes any request unless ``realistic``, which then refuses them all.
+    kling_access_key: str | None = None
+    kling_secret_key: SecretStr | None = None
     #: When set, a submit that would take accepted costs above this answers 402 / 400002.
     balance_usd: Decimal | None = None
     #: Where a result lists its video: ``output.video`` (string) or ``output.videos`` (list).

@@ -36,6 +36,8 @@ class LedgerEntry(BaseModel):
     charge_count: int
     accepted_at: float
     charged_at: float | None = None
+    #: The API dialect that accepted the request (``runcomfy``, ``fal``, ``kling``): its prices.
+    dialect: str = "runcomfy"
 
 
 class Ledger:
@@ -84,6 +86,7 @@ def fold(events: list[dict[str, Any]]) -> list[LedgerEntry]:
                 "charged": False,
                 "charge_count": 0,
                 "accepted_at": event["at"],
+                "dialect": event.get("dialect", "runcomfy"),
             }
         elif rid in rows:
             row = rows[rid]

@@ -2,11 +2,13 @@
 
 A clip is H.264 + AAC (audio only when asked), exactly the requested duration, at the tier's
 resolution for the aspect ratio (× ``render_scale``). The picture says which request it is (a
-fingerprint of its inputs, tier, aspect ratio, seed) and which shot is playing, over a moving
-test pattern tinted by the seed. With a start image the first second shows that image; with an
-end image the last second does. An image the sandbox could not fetch (a remote URL: it runs
-offline) is shown as a labelled grey placeholder instead. Same inputs and seed → byte-identical file (bitexact flags,
-fixed threads, no metadata).
+fingerprint of its inputs, tier, aspect ratio, seed) and which shot is playing ("Shot k/n"),
+over a moving test pattern tinted by the seed. A native storyboard (``RenderJob.shots``) plays
+each shot for exactly its own seconds; a prose prompt is split at its "Shot N" headers. Element
+images appear in a corner during the shots whose prompt mentions the element. With a start image
+the first second shows that image; with an end image the last second does. An image the sandbox
+could not fetch (a remote URL: it runs offline) is shown as a labelled grey placeholder instead.
+Same inputs and seed → byte-identical file (bitexact flags, fixed threads, no metadata).
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ IMAGE_SECONDS: Final = 1.0
 ENCODE_THREADS: Final = 2
 SAMPLE_RATE: Final = 48000
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
-#: "Shot 2: …", and the prompt compiler's "Shot 2 (4 s, wide, low angle): …" form.
-_SHOT = re.compile(r"\bshot\s*(\d+)\s*(?:\(([^()]*)\)\s*)?[:.\-–]\s*", re.IGNORECASE)
+#: "Shot 2: …", and the prompt compiler's "Shot 2 (4 s, wide, low angle): …" form; the header
+#: may hold one level of parentheses (a camera move such as "dolly in (slow)").
+_SHOT = re.compile(r"\bshot\s*(\d+)\s*(?:\(((?:[^()]|\([^()]*\))*)\)\s*)?[:.\-–]\s*", re.IGNORECASE)
+#: Element thumbnails: width as a share of the frame's, and at most this many at once.
+ELEMENT_WIDTH: Final = 0.2
+MAX_ELEMENTS_SHOWN: Final = 3
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s\b")
 
 
@@ -48,8 +54,18 @@ def frame_size(tier: Tier, aspect_ratio: str, render_scale: float = 1.0) -> tupl
 
 
 def split_shots(prompt: str, duration: float) -> tuple[tuple[float, float, str], ...]:
-    """(start, end, label) per "Shot N:" section of ``prompt``, sharing the duration evenly."""
-    marks = list(_SHOT.finditer(prompt))
+    """(start, end, label) per "Shot N:" section of ``prompt``, sharing the duration evenly.
+
+    Only headers numbered 1, 2, 3, … in order count, and when the prompt has the compiler's
+    headers with seconds ("Shot 2 (4 s, …):") only those: so "shot 2:" inside a line of
+    dialogue does not split a shot.
+    """
+    found = list(_SHOT.finditer(prompt))
+    timed = [m for m in found if _SECONDS.match(m.group(2) or "")]
+    marks: list[re.Match[str]] = []
+    for m in timed if timed and int(timed[0].group(1)) == 1 else found:
+        if int(m.group(1)) == len(marks) + 1:
+            marks.append(m)
     if not marks:
         texts = [prompt.strip()]
     else:
@@ -61,6 +77,20 @@ def split_shots(prompt: str, duration: float) -> tuple[tuple[float, float, str],
     # Shot lengths from "Shot N (4 s, …)" headers when every shot has one, else equal shares.
     stated = [_SECONDS.match(m.group(2) or "") for m in marks]
     weights = [float(x.group(1)) for x in stated if x] if marks and all(stated) else [1.0] * n
+    return _segments(texts, weights, duration)
+
+
+def storyboard_shots(shots: tuple[tuple[str, int], ...]) -> tuple[tuple[float, float, str], ...]:
+    """(start, end, label) per shot of a native storyboard: each lasts exactly its seconds."""
+    return _segments(
+        [text for text, _ in shots], [float(s) for _, s in shots], float(sum(s for _, s in shots))
+    )
+
+
+def _segments(
+    texts: list[str], weights: list[float], duration: float
+) -> tuple[tuple[float, float, str], ...]:
+    n = len(texts)
     total = sum(weights) or float(n)
     bounds = [0.0]
     for weight in weights:
@@ -99,6 +129,37 @@ class RenderJob:
     fps: int = 24
     start_image: Path | Placeholder | None = None
     end_image: Path | Placeholder | None = None
+    #: A native storyboard: (prompt, seconds) per shot; empty: the prose ``prompt``'s shots.
+    shots: tuple[tuple[str, int], ...] = ()
+    #: Elements: (name as the prompts mention it, its images); shown in the shots naming it.
+    elements: tuple[tuple[str, tuple[Path | Placeholder, ...]], ...] = ()
+
+    def timeline(self) -> tuple[tuple[float, float, str], ...]:
+        """(start, end, label) of each shot the picture labels."""
+        return storyboard_shots(self.shots) if self.shots else split_shots(self.prompt, self.duration)
+
+    def element_spans(self) -> list[tuple[str, Path | Placeholder, list[tuple[float, float]]]]:
+        """Each element's first image and the spans of the shots whose text names the element."""
+        texts = [text for text, _ in self.shots] if self.shots else None
+        spans = []
+        for name, images in self.elements:
+            if not images:
+                continue
+            if texts is None:
+                times = [(0.0, float(self.duration))] if name in self.prompt else []
+            else:
+                times = [
+                    (a, b) for (a, b, _), text in zip(self.timeline(), texts, strict=True) if name in text
+                ]
+            if times:
+                spans.append((name, images[0], times))
+        return spans[:MAX_ELEMENTS_SHOWN]
+
+    def inputs(self) -> list[Path]:
+        """The image files ffmpeg reads, in input order: start, end, then element images."""
+        found = [image for image in (self.start_image, self.end_image) if isinstance(image, Path)]
+        found += [image for _, image, _ in self.element_spans() if isinstance(image, Path)]
+        return found
 
     @property
     def header(self) -> str:
@@ -136,7 +197,7 @@ def build_filtergraph(job: RenderJob, text_dir: Path) -> tuple[str, dict[str, st
         f"drawtext=fontfile={font}:textfile={_safe(text_dir / 'header.txt')}:expansion=none:"
         f"fontsize={size_big}:fontcolor=white:x=w*0.03:y=h*0.71"
     ]
-    for i, (start, end, label) in enumerate(split_shots(job.prompt, d)):
+    for i, (start, end, label) in enumerate(job.timeline()):
         name = f"shot{i + 1}.txt"
         files[name] = label
         chains.append(
@@ -150,7 +211,7 @@ def build_filtergraph(job: RenderJob, text_dir: Path) -> tuple[str, dict[str, st
     )
     graph = ",".join(chains) + "[base]"
     last = "base"
-    index = -1  # image inputs are the only -i inputs: 0, then 1
+    index = -1  # image inputs are the only -i inputs, in RenderJob.inputs() order
     fit = (
         f"scale={w}:{h}:force_original_aspect_ratio=decrease,"
         f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,fps={fps},format=yuva420p"
@@ -178,6 +239,7 @@ def build_filtergraph(job: RenderJob, text_dir: Path) -> tuple[str, dict[str, st
             f"[{last}][end]overlay=eof_action=pass:format=auto[withend]"
         )
         last = "withend"
+    graph, last = _element_overlays(job, text_dir, files, graph, last, index)
     graph += f";[{last}]format=yuv420p[v]"
     if job.audio:
         tone = 220 + (job.seed % 8) * 55
@@ -186,6 +248,38 @@ def build_filtergraph(job: RenderJob, text_dir: Path) -> tuple[str, dict[str, st
             f"aformat=sample_fmts=fltp:channel_layouts=stereo[a]"
         )
     return graph, files
+
+
+def _element_overlays(
+    job: RenderJob, text_dir: Path, files: dict[str, str], graph: str, last: str, index: int
+) -> tuple[str, str]:
+    """Each element's image (or a labelled card) in the top-right corner during its shots."""
+    font = _safe(Path(FONT))
+    thumb_w = max(2 * round(job.width * ELEMENT_WIDTH / 2), 8)
+    thumb_h = max(2 * round(job.height * ELEMENT_WIDTH / 2), 8)
+    for k, (name, image, spans) in enumerate(job.element_spans()):
+        when = "enable='" + "+".join(f"between(t,{a},{b})" for a, b in spans) + "'"
+        x = f"W-{(k + 1) * (thumb_w + 8)}"
+        files[f"element{k}.txt"] = f"@{name.lstrip('@')}"
+        label = (
+            f"drawtext=fontfile={font}:textfile={_safe(text_dir / f'element{k}.txt')}:expansion=none:"
+            f"fontsize={max(job.height // 40, 6)}:fontcolor=white:box=1:boxcolor=black@0.6:"
+            f"x={x.replace('W', 'w')}:y={thumb_h + 12}:{when}"
+        )
+        if isinstance(image, Path):
+            index += 1
+            graph += (
+                f";[{index}:v]scale={thumb_w}:{thumb_h}:force_original_aspect_ratio=decrease,"
+                f"pad={thumb_w}:{thumb_h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuva420p[el{k}];"
+                f"[{last}][el{k}]overlay=x={x}:y=8:{when}:format=auto,{label}[withel{k}]"
+            )
+        else:
+            graph += (
+                f";[{last}]drawbox=x={x.replace('W', 'iw')}:y=8:w={thumb_w}:h={thumb_h}:color=gray:t=fill:"
+                f"{when},{label}[withel{k}]"
+            )
+        last = f"withel{k}"
+    return graph, last
 
 
 def _card(job: RenderJob, label_file: Path, start: float) -> str:
@@ -202,9 +296,12 @@ def _card(job: RenderJob, label_file: Path, start: float) -> str:
 def build_args(job: RenderJob, out: Path, graph_file: Path) -> list[str]:
     """ffmpeg arguments (without the binary) that render ``job`` into ``out``."""
     args: list[str] = []
-    for image in (job.start_image, job.end_image):
-        if isinstance(image, Path):
-            args += ["-loop", "1", "-framerate", str(job.fps), "-t", str(IMAGE_SECONDS), "-i", str(image)]
+    images = job.inputs()
+    elements = sum(1 for _, image, _ in job.element_spans() if isinstance(image, Path))
+    for i, image in enumerate(images):
+        # Start and end images are shown for one second; element images for the whole clip.
+        seconds = IMAGE_SECONDS if i < len(images) - elements else job.duration
+        args += ["-loop", "1", "-framerate", str(job.fps), "-t", str(seconds), "-i", str(image)]
     args += ["-filter_threads", "1", "-filter_complex_script", str(graph_file), "-map", "[v]"]
     if job.audio:
         args += ["-map", "[a]"]

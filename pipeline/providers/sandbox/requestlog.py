@@ -7,9 +7,13 @@ refused), oldest first::
      "received_at": "2026-…Z", "fields": ["duration", "prompt", "start_image_url"],
      "images": {"start_image_url": {"kind": "data-uri", "sha256": "…", "bytes": 1234,
                                     "mime": "image/png", "host": null}},
-     "prompt_chars": 42, "refused": false, "status": 200}
+     "prompt_chars": 42, "refused": false, "status": 200,
+     "dialect": "runcomfy", "shots": [], "elements": [], "voices": 0}
 
-Image values are summarised (kind, digest of decoded bytes, size, host), never kept: a data
+``dialect`` is the API that received the submit (``runcomfy``, ``fal``, ``kling``); ``shots`` the
+seconds of each shot of a native storyboard (``multi_prompt``), empty for a prose prompt;
+``elements`` one list per element of its images' summaries (kind, sha256, …); ``voices`` how many
+provider voices the request names. Image values are summarised (kind, digest of decoded bytes, size, host), never kept: a data
 URI can be megabytes, and a presigned URL is a credential.
 """
 
@@ -38,6 +42,10 @@ class RequestLog:
         *,
         status: int,
         request_id: str | None = None,
+        dialect: str = "runcomfy",
+        shots: list[int] | None = None,
+        elements: list[list[ImageInput]] | None = None,
+        voices: int = 0,
     ) -> None:
         """Add one submit; ``status`` is the HTTP status it was answered with."""
         fields = sorted(str(k) for k in body) if isinstance(body, dict) else []
@@ -51,6 +59,10 @@ class RequestLog:
             "prompt_chars": len(prompt) if isinstance(prompt, str) else None,
             "refused": request_id is None,
             "status": status,
+            "dialect": dialect,
+            "shots": list(shots or []),
+            "elements": [[image.log_entry() for image in images] for images in elements or []],
+            "voices": voices,
         }
         with self._lock:
             self._entries.append(entry)

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from pipeline.errors import MediaError
-from pipeline.pricing import request_cost
+from pipeline.pricing import provider_request_cost
 from pipeline.providers import wire
 from pipeline.providers.latency import LatencyModel
 from pipeline.providers.sandbox.config import SandboxConfig
@@ -31,6 +31,8 @@ from pipeline.providers.sandbox.requestlog import RequestLog
 
 #: A start or end frame: a file, a labelled placeholder (an image the sandbox cannot fetch), none.
 Frame = Path | Placeholder | None
+#: Native elements as the render shows them: (name as prompts mention it, its images).
+ElementFrames = tuple[tuple[str, tuple[Path | Placeholder, ...]], ...]
 
 
 @dataclass
@@ -73,7 +75,12 @@ def fingerprint_of(inp: KlingInput) -> str:
             "seed": inp.seed,
             "start_image_url": inp.start_image_url,
             "end_image_url": inp.end_image_url,
-        },
+        }
+        # A storyboard, elements and the dialect enter only when present: the fingerprints of
+        # RunComfy's prose-prompt requests stay what they were.
+        | ({"shots": inp.shots} if inp.shots else {})
+        | ({"elements": inp.elements} if inp.elements else {})
+        | ({"dialect": inp.dialect} if inp.dialect != "runcomfy" else {}),
         sort_keys=True,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
@@ -130,8 +137,25 @@ class SandboxState:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def accept(self, model_id: str, inp: KlingInput, images: tuple[Frame, Frame]) -> Job:
-        """Create, bill-record and schedule a request; its render starts right away."""
+    def cost_of(self, inp: KlingInput, *, voice: bool = False) -> Decimal:
+        """What ``inp`` costs by its dialect's price table (``voice``: a provider voice is used)."""
+        table = "sandbox" if inp.dialect == "runcomfy" else inp.dialect
+        return provider_request_cost(table, inp.tier, inp.duration, inp.generate_audio, voice)
+
+    def accept(
+        self,
+        model_id: str,
+        inp: KlingInput,
+        images: tuple[Frame, Frame],
+        *,
+        elements: ElementFrames = (),
+        voice: bool = False,
+    ) -> Job:
+        """Create, bill-record and schedule a request; its render starts right away.
+
+        ``elements`` are the images of ``inp.elements`` as the render shows them; ``voice`` says
+        the request uses a provider voice (billed at the dialect's voice rate).
+        """
         now = time.monotonic()
         jitter = self.config.latency_jitter
         queue_wait = self.latency.queue_s(1) * self.dice.uniform(0.5, 1.5)
@@ -148,7 +172,7 @@ class SandboxState:
             model_id=model_id,
             inp=inp,
             fingerprint=fingerprint,
-            cost=request_cost(inp.tier, inp.duration, inp.generate_audio),
+            cost=self.cost_of(inp, voice=voice),
             created_at=time.time(),
             start_at=start_at,
             done_at=done_at,
@@ -168,12 +192,13 @@ class SandboxState:
             duration=inp.duration,
             generate_audio=inp.generate_audio,
             cost_usd=str(job.cost),
+            dialect=inp.dialect,
         )
-        render_future = None if job.will_fail else self._render(job, images)
+        render_future = None if job.will_fail else self._render(job, images, elements)
         job.task = asyncio.get_running_loop().create_task(self._run(job, render_future))
         return job
 
-    def _render(self, job: Job, images: tuple[Frame, Frame]) -> Future[Path]:
+    def _render(self, job: Job, images: tuple[Frame, Frame], elements: ElementFrames = ()) -> Future[Path]:
         inp = job.inp
         width, height = frame_size(inp.tier, inp.aspect_ratio, self.config.render_scale)
         seed = inp.seed if inp.seed is not None else int(job.fingerprint, 16) % 2**31
@@ -190,6 +215,8 @@ class SandboxState:
             fps=self.config.fps,
             start_image=images[0],
             end_image=images[1],
+            shots=inp.shots,
+            elements=elements,
         )
         # Identical inputs give identical bytes, so one render serves every such request.
         key = hashlib.sha256(repr(render_job).encode()).hexdigest()[:20]

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from pipeline.archive.archiver import LocalArchive, Outcome, S3Archive, archive_run, open_archive
+from pipeline.archive.archiver import (
+    LocalArchive,
+    Outcome,
+    S3Archive,
+    archive_report,
+    archive_run,
+    open_archive,
+)
 from pipeline.archive.location import LocalLocation, S3Location
 from pipeline.archive.manifest import load_manifest
 from pipeline.errors import (
@@ -337,3 +344,22 @@ def test_no_secret_in_any_log_record(
 
     assert caplog.records, "nothing was logged: the test would prove nothing"
     assert seaweedfs.secret_key not in caplog.text
+
+
+def test_the_review_page_is_archived_beside_the_masters_under_a_new_key_each_run(
+    make_run: Callable[..., Path], tmp_path: Path
+) -> None:
+    run_dir = make_run()
+    info = json.loads((run_dir / "run.json").read_text())
+    dest = tmp_path / "archive"
+    page = run_dir / "report.html"
+    page.write_text("<p>first</p>")
+    first = archive_report(run_dir, page, str(dest), name="report-20261130T051300Z.html")
+    assert first.outcome is Outcome.UPLOADED
+    assert Path(first.uri) == dest / info["script"] / info["run_id"] / "report-20261130T051300Z.html"
+    page.write_text("<p>rerun</p>")
+    second = archive_report(run_dir, page, str(dest), name="report-20261130T061300Z.html")
+    assert second.outcome is Outcome.UPLOADED and Path(first.uri).read_text() == "<p>first</p>"
+    # Write-once: the same key with other content is refused, never overwritten.
+    with pytest.raises(ArchiveConflict):
+        archive_report(run_dir, page, str(dest), name="report-20261130T051300Z.html")

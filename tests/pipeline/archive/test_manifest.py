@@ -77,8 +77,10 @@ def test_manifest_holds_what_the_issue_lists(pass_dir: Path) -> None:
     first = raw["segments"][0]
     assert set(first) == {
         "narrative", "variant", "pass", "index", "request_id", "tier", "duration_s", "audio", "seed",
-        "prompt", "cost_usd", "clip_sha256",
+        "prompt", "cost_usd", "clip_sha256", "paid_by_run", "take",
     }  # fmt: skip
+    assert first["paid_by_run"] is None  # bought by this run, not taken from the clip library
+    assert first["take"] is None and raw["take"] is None  # the first take (no reroll)
     assert first["cost_usd"] == "0.672"  # a decimal string, exact
     assert raw["master"]["sha256"] == sha256_file(pass_dir / "master.mp4")
     assert raw["master"]["size_bytes"] == (pass_dir / "master.mp4").stat().st_size

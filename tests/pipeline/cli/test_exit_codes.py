@@ -9,6 +9,7 @@ process (``run_sandbox``: any ``SandboxConfig`` — balance, token, faults — w
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -59,7 +60,7 @@ TRIGGERS = {
     74: "test_archive_of_a_tampered_master_is_74",
     75: "test_lost_submit_answer_is_75",
     77: "test_run_ends_in_its_code[77] (a sandbox with a token, the run given a wrong one)",
-    78: "test_quick_codes[78] (bad settings)",
+    78: "test_quick_codes[78] (bad settings: KLINGFLOW_MAX_IN_FLIGHT=many)",
     130: "test_sigint_is_130 (and SIGTERM, klingflow cancel: tests/pipeline/cli/test_stop.py)",
 }
 
@@ -110,8 +111,10 @@ def test_quick_codes(
         64: ["plan"],
         65: ["validate", str(ROOT / "tests/pipeline/script/broken/06-duration-zero.yaml")],
         66: ["validate", str(tmp_path / "missing.yaml")],
-        78: ["run", str(script), "--provider", "nowhere"],
+        78: ["run", str(script)],
     }[code]
+    if code == 78:
+        monkeypatch.setenv("KLINGFLOW_MAX_IN_FLIGHT", "many")
     assert main(argv) == code
     assert "Traceback" not in capsys.readouterr().err
 
@@ -206,8 +209,8 @@ def sandbox(**config: object) -> Iterator[SandboxHandle]:
 
 
 RUNS: dict[int, tuple[dict[str, Any], dict[str, str], str]] = {
-    0: ({}, {}, "report:"),
-    1: ({"faults": FaultConfig(fail=1.0)}, {"KLINGFLOW_MAX_REGENERATIONS": "0"}, "not completed"),
+    0: ({}, {}, '"report"'),
+    1: ({"faults": FaultConfig(fail=1.0)}, {"KLINGFLOW_MAX_REGENERATIONS": "0"}, "jobs_not_completed"),
     # Two drafts of $0.504 against a balance of $0.60: the second submit is refused (402).
     4: ({"balance_usd": Decimal("0.60")}, {}, "balance"),
     77: ({"token": "the-right-one"}, {"RUNCOMFY_TOKEN": "a-wrong-one"}, "403"),
@@ -227,13 +230,20 @@ def test_run_ends_in_its_code(code: int, tmp_path: Path, prefect_home: Path) -> 
         else:
             extra = {**extra, "KLINGFLOW_SANDBOX_URL": handle.base_url}
             provider = "sandbox"
+        # --json where the run ends with its outcome: one JSON object on stdout, bars on stderr.
+        as_json = ["--json"] if code in (0, 1) else []
         done = klingflow(
-            ["run", str(script), "--provider", provider, "--run-id", f"code-{code}"],
+            ["run", str(script), "--provider", provider, "--run-id", f"code-{code}", *as_json],
             _env(tmp_path, prefect_home, **extra),
             tmp_path,
         )
     output = done.stdout + done.stderr
     assert done.returncode == code, output[-3000:]
+    if as_json:
+        outcome = json.loads(done.stdout)
+        assert outcome["delivered"] is (code == 0) and outcome["provider"] == "sandbox"
+        assert outcome["run_id"] == f"code-{code}" and isinstance(outcome["charged_usd"], float)
+        assert bool(outcome["jobs_not_completed"]) is (code == 1)
     assert said in output.lower() if said != "403" else said in output
     assert "Traceback" not in output
 

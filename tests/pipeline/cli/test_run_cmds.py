@@ -1,4 +1,4 @@
-"""``klingflow run`` refuses bad input before Prefect starts; ``status`` and ``cancel`` read the store."""
+"""``klingflow run`` refuses bad input before Prefect starts; ``cancel`` reads the store."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_DATAERR
+from pipeline.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_DATAERR, EXIT_NOINPUT
 from pipeline.store.jobs import JobStore
 
 
@@ -34,24 +34,6 @@ def test_run_refuses_an_invalid_script_and_a_short_budget(
     assert not runs_dir.exists()  # nothing was started
 
 
-def test_status_lists_runs_and_jobs(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = JobStore.in_directory(runs_dir / "r1")
-    store.ensure_run("r1", script="demo", limit=Decimal("5"))
-    key = store.upsert_job(
-        run_id="r1", narrative="n", variant="a", pass_="draft", segment=0, body={"p": 1}
-    ).key
-    store.begin_submit(key, Decimal("0.42"))
-    store.mark_submitted(key, "req-123")
-    store.close()
-    assert main(["status"]) == 0
-    out = capsys.readouterr().out
-    assert "r1" in out and "submitted 1" in out and "$0.42" in out
-    assert main(["status", "r1"]) == 0
-    out = capsys.readouterr().out
-    assert "req-123" in out and "reserved $0.42" in out
-    assert main(["status", "nope"]) == EXIT_CONFIG
-
-
 def test_cancel_without_a_reachable_sandbox_says_why(
     runs_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -68,3 +50,4 @@ def test_cancel_without_a_reachable_sandbox_says_why(
     store.close()
     assert main(["cancel", "r2"]) == EXIT_CONFIG
     assert "KLINGFLOW_SANDBOX_URL" in capsys.readouterr().err
+    assert main(["cancel", "nope"]) == EXIT_NOINPUT  # as the README's exit codes say

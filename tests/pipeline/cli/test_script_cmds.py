@@ -95,3 +95,16 @@ def test_plan_json_of_long_form_has_master_seconds_below_shot_seconds(
     for n in plan["narratives"]:
         assert 0 < n["master_seconds"] <= n["seconds"]
         assert len(n["segments"]) >= 1
+
+
+def test_plan_compiles_for_the_provider_asked_and_says_what_it_drops(
+    repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = str(repo_root / "configs/long-form-story.yaml")
+    assert main(["plan", script, "--provider", "runcomfy"]) == 0
+    assert (
+        "compiled for runcomfy: drops elements: description only; storyboard: prose"
+        in capsys.readouterr().out
+    )
+    assert main(["plan", script, "--provider", "fal"]) == 0
+    assert "compiled for fal: drops nothing" in capsys.readouterr().out

@@ -84,7 +84,7 @@ def test_a_stopped_run_cancels_what_is_queued_and_exits_130(
 
 def test_cancel_of_an_unknown_run_says_so(tmp_path: Path, prefect_home: Path) -> None:
     done = klingflow(["cancel", "no-such-run"], _env(tmp_path, prefect_home), tmp_path, timeout=120)
-    assert done.returncode == 78 and "no run 'no-such-run'" in done.stderr
+    assert done.returncode == 66 and "no run 'no-such-run'" in done.stderr
     assert not (tmp_path / "runs" / "no-such-run").exists()
 
 

@@ -17,7 +17,7 @@ class Spec:
     size: str = "320x180"
     fps: int = 24
     seconds: float = 3.0
-    audio: str | None = "tone"  # tone | silent | None
+    audio: str | None = "tone"  # tone | peaky | silent | None
     freq: int = 440
     sample_rate: int = 44100
     sar: str = "1"  # setsar syntax: "1", "4/3"
@@ -30,6 +30,10 @@ def make_clip(path: Path, spec: Spec) -> Path:
     args = ["-y", "-f", "lavfi", "-i", f"testsrc2=s={spec.size}:r={spec.fps}:d={spec.seconds}"]
     if spec.audio == "tone":
         args += ["-f", "lavfi", "-i", f"sine=f={spec.freq}:r={spec.sample_rate}:d={spec.seconds}"]
+    elif spec.audio == "peaky":
+        # A quiet hum with loud 2 ms clicks twice a second: a gain to -16 LUFS needs a limiter.
+        expr = f"0.05*sin(2*PI*{spec.freq}*t)+0.9*sin(2*PI*1000*t)*lt(mod(t\\,0.5)\\,0.002)"
+        args += ["-f", "lavfi", "-i", f"aevalsrc={expr}:s={spec.sample_rate}:d={spec.seconds}"]
     elif spec.audio == "silent":
         args += ["-f", "lavfi", "-i", f"anullsrc=r={spec.sample_rate}:cl=stereo:d={spec.seconds}"]
     if spec.freeze:

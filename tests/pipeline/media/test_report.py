@@ -7,7 +7,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from pipeline.media.qc import Finding, QCReport, QCThresholds
-from pipeline.media.report import MasterEntry, PlanRow, ReportInput, failing, write_report
+from pipeline.media.report import (
+    CostLine,
+    MasterEntry,
+    PlanRow,
+    ReportInput,
+    VariantEntry,
+    cost_breakdown,
+    failing,
+    write_report,
+)
 
 
 class _Links(HTMLParser):
@@ -100,3 +109,55 @@ def test_report_links_media_relatively_and_escapes_text(tmp_path: Path) -> None:
         target = (out.parent / link.replace("%20", " ")).resolve()
         assert target.is_file(), link
     assert failing(run.masters) == list(run.masters)
+
+
+def test_variants_side_by_side_with_posters_costs_and_a_failed_masters_reason(tmp_path: Path) -> None:
+    for name in ("a.mp4", "a.png"):
+        (tmp_path / name).write_bytes(b"x")
+
+    def _delivered(pass_name: str, **more: object) -> MasterEntry:
+        files = {"video": str(tmp_path / "a.mp4"), "poster": str(tmp_path / "a.png")}
+        return MasterEntry.model_validate(
+            {"narrative": "n", "variant": "a", "pass_name": pass_name, "duration_s": 5, **files, **more}
+        )
+
+    def row(variant: str, pass_name: str, cost: str, charged: str | None) -> PlanRow:
+        return PlanRow(
+            narrative="n", variant=variant, pass_name=pass_name, segment=0, tier="pro", duration_s=5,
+            audio=False, cost_usd=Decimal(cost), charged_usd=None if charged is None else Decimal(charged),
+        )  # fmt: skip
+
+    run = ReportInput(
+        script_name="s",
+        run_id="r",
+        status="incomplete",
+        spend_usd=Decimal("1.5"),
+        budget_usd=Decimal(10),
+        plan=(row("a", "draft", "0.5", "0.5"), row("b", "draft", "0.5", "0"), row("a", "final", "1", "1")),
+        variants=(
+            VariantEntry(id="a", promoted=True, reason="select: auto — its draft masters passed QC"),
+            VariantEntry(
+                id="b", overrides={"seed": "2"}, promoted=False, reason="a draft master could not be made"
+            ),
+        ),
+        masters=(
+            _delivered("final", charged_usd=Decimal(1), planned_usd=Decimal(1)),
+            _delivered("draft", prompts=("a <boat>",), seeds=(7,)),
+            MasterEntry(
+                narrative="n", variant="b", pass_name="draft", error="segment 0: request x failed: <nsfw>"
+            ),
+        ),
+    )
+    html = write_report(run, tmp_path / "report.html").read_text(encoding="utf-8")
+    # One column per variant; within a column the draft comes before the final.
+    a, b = html.split('<section class="variant">')[1:]
+    assert a.index("draft") < a.index("final") and "promoted</span>" in a and "passed QC" in a
+    assert "Not made:" in b and "failed: &lt;nsfw&gt;" in b and "<code>seed=2</code>" in b
+    assert html.count('poster="a.png"') == 2 and "a &lt;boat&gt;" in html and "seed 7" in html
+    assert "The run is incomplete." in html and "n / b (draft): segment 0" in html
+    # Planned against charged, per pass and per variant.
+    assert cost_breakdown(run.plan)["pass"] == [
+        CostLine("draft", Decimal(1), Decimal("0.5")),
+        CostLine("final", Decimal(1), Decimal(1)),
+    ]
+    assert '<td>b (draft)</td><td class="num">$0.50</td><td class="num">$0.00</td>' in html

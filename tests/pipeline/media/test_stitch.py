@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import MediaError
+from pipeline.media import stitch as stitch_module
+from pipeline.media import stitch_commands
 from pipeline.media.loudness import measure_loudness
 from pipeline.media.probe import is_faststart, probe
 from pipeline.media.qc import check
@@ -14,6 +16,8 @@ from pipeline.media.run import run_media_command
 from pipeline.media.stitch import StitchResult, execute_stitch, join_pcm, stitch
 from pipeline.media.stitch_plan import ClipInput, StitchOptions, plan_stitch
 from pipeline.media.subtitles import Cue, DialogueLine, ShotTiming, cues_for_shots, parse_srt, to_srt
+
+from .conftest import Spec, make_clip
 
 TARGET_LUFS = -16.0
 
@@ -89,7 +93,13 @@ def test_compatible_clips_are_stream_copied_with_rebuilt_audio(
     assert master_video is not None
     assert first_video is not None
     assert master_video.extradata_hash == first_video.extradata_hash
-    assert result.loudnorm_input is not None
+    # One linear gain from the clips' own measurement; the master's level follows from it.
+    assert result.source_loudness is not None
+    assert result.level is not None and not result.level.limit
+    measured = measure_loudness(result.path)
+    assert result.loudness.integrated_lufs == pytest.approx(measured.integrated_lufs, abs=0.3)
+    assert result.loudness.true_peak_dbtp == pytest.approx(measured.true_peak_dbtp, abs=0.5)
+    assert result.probe.path == result.path
     assert result.size_bytes == Path(result.path).stat().st_size
     # Nothing but the master and its sidecar is left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["compat.mp4", "compat.srt"]
@@ -130,7 +140,8 @@ def test_crossfades_shorten_the_master_by_the_overlaps(
     result = stitch(clips, tmp_path / "xfade.mp4", options)
     assert result.plan.xfade_offsets == pytest.approx([3.5, 6.0, 8.5])
     assert result.expected_duration_s == pytest.approx(13 - 3 * 0.5)
-    assert result.loudnorm_input is None
+    assert result.level is None  # no target: the sound is encoded as it is
+    assert result.source_loudness is not None
     assert_master(result, None, None)
 
 
@@ -168,9 +179,57 @@ def test_a_failing_piece_leaves_no_pieces_behind(
     junk.write_bytes(b"not a video at all" * 100)
     broken = plan.clips[1].model_copy(update={"path": str(junk)})
     wrong = plan.model_copy(update={"clips": (plan.clips[0], broken, plan.clips[2])})
-    with pytest.raises(MediaError, match=r"piece 2 of 3 \(clip of gone.mp4\)"):
+    with pytest.raises(MediaError, match=r"audio of clips 1-3 of 3 \(compat0.mp4, gone.mp4, compat2.mp4\)"):
         execute_stitch(wrong, tmp_path / "out" / "m.mp4")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_peaks_the_gain_would_clip_are_limited_under_the_ceiling(clip_dir: Path, tmp_path: Path) -> None:
+    clips = [
+        ClipInput(path=str(make_clip(clip_dir / f"peaky{i}.mp4", Spec(audio="peaky", freq=f))), scripted_s=3)
+        for i, f in enumerate((220, 330))
+    ]
+    result = stitch(clips, tmp_path / "peaky.mp4", StitchOptions(loudness_lufs=TARGET_LUFS))
+    assert result.plan.mode == "copy"
+    assert result.level is not None and result.level.limit
+    assert_master(result, None, TARGET_LUFS)
+    measured = measure_loudness(result.path)
+    assert measured.true_peak_dbtp is not None
+    # The ceiling (-1.5 dBTP), with the few tenths AAC may overshoot: QC's own allowance (-1.0).
+    assert measured.true_peak_dbtp <= -1.0
+    # Limited: measured in the stitch command itself, not predicted.
+    assert result.loudness.integrated_lufs == pytest.approx(measured.integrated_lufs, abs=0.3)
+
+
+def test_silent_clips_make_a_silent_master_without_any_loudness_work(
+    qc_clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = stitch_module.ffmpeg  # type: ignore[attr-defined]
+
+    def spy(args: list[str], **kwargs: object) -> str:
+        calls.append(" ".join(args))
+        return real(args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stitch_module, "ffmpeg", spy)
+    clips = [ClipInput(path=str(qc_clips["no_audio"]), scripted_s=4) for _ in range(2)]
+    result = stitch(clips, tmp_path / "silent.mp4", StitchOptions(loudness_lufs=TARGET_LUFS))
+    assert result.plan.mode == "copy"
+    assert (result.source_loudness, result.level) == (None, None)
+    assert len(calls) == 1  # the master alone: no audio decode, no measurement
+    assert "ebur128" not in calls[0] and "volume" not in calls[0]
+    assert_master(result, None, None)
+
+
+def test_a_long_copy_master_decodes_its_audio_in_batches_and_measures_the_join(
+    compatible_clips: list[tuple[Path, float]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stitch_commands, "MAX_CLIPS_PER_COMMAND", 2)
+    clips = _inputs(compatible_clips)
+    result = stitch(clips, tmp_path / "batched.mp4", StitchOptions(loudness_lufs=TARGET_LUFS))
+    assert result.plan.mode == "copy"
+    assert result.source_loudness is not None
+    assert_master(result, None, TARGET_LUFS)
 
 
 def test_a_missing_clip_is_a_media_error(tmp_path: Path) -> None:

@@ -6,8 +6,12 @@ from fractions import Fraction
 
 import pytest
 
-from pipeline.media.loudness import LoudnormMeasurement
+from pipeline.media.loudness import LevelPlan, Loudness, plan_level
 from pipeline.media.stitch_commands import (
+    MAX_CLIPS_PER_COMMAND,
+    audio_batches,
+    build_audio_args,
+    build_limit_args,
     build_measure_args,
     build_piece_args,
     build_stitch_args,
@@ -170,29 +174,75 @@ def test_piece_list_gives_each_piece_its_exact_frames() -> None:
     )
 
 
-def test_loudness_is_measured_on_the_joined_audio_then_applied_linearly() -> None:
+def _level(peak: float) -> LevelPlan:
+    level = plan_level(Loudness(integrated_lufs=-23.5, loudness_range_lu=3.2, true_peak_dbtp=peak), -16, -1.5)
+    assert level is not None
+    return level
+
+
+def test_loudness_is_measured_on_the_joined_audio_then_applied_as_one_gain() -> None:
     clips, probes = clips_and_probes([3, 3])
     plan = plan_stitch(clips, probes, StitchOptions(loudness_lufs=-16))
-    measure = build_measure_args(plan, "/w/audio.f32le")
-    # Pass 1 reads the PCM only: no clip, no video.
+    measure = build_measure_args("/w/audio.f32le")
+    # The measurement reads the PCM only: no clip, no video, and no loudnorm pass.
     assert _inputs(measure) == ["/w/audio.f32le"]
-    assert "print_format=json" in _graph(measure)
+    assert "ebur128=peak=true" in _graph(measure)
+    assert "loudnorm" not in _graph(measure)
     assert measure[-3:] == ["-f", "null", "-"]
-    measured = LoudnormMeasurement(
-        input_i=-23.5, input_tp=-9.1, input_lra=3.2, input_thresh=-33.6, target_offset=0.2
-    )
-    args = build_stitch_args(plan, "/o.mp4", concat_list="/l", audio="/w/audio.f32le", measured=measured)
+    level = _level(-12.0)
+    args = build_stitch_args(plan, "/o.mp4", concat_list="/l", audio="/w/audio.f32le", gain_db=level.gain_db)
+    assert _graph(args) == "[1:a]volume=7.50dB[s0]"
+    assert "ebur128" not in _joined(args)  # a linear gain: the master's loudness follows from it
+
+
+def test_a_gain_that_would_clip_the_peak_is_limited_on_the_pcm_and_measured() -> None:
+    level = _level(-8.0)  # +7.5 dB would put the peak at -0.5 dBTP, over the -1.5 ceiling
+    assert level.limit and level.expected is None
+    args = build_limit_args("/w/audio.f32le", "/w/limited.f32le", gain_db=level.gain_db, true_peak_db=-1.5)
+    assert _inputs(args) == ["/w/audio.f32le"]
     graph = _graph(args)
-    assert graph.startswith("[1:a]loudnorm=")
-    assert "measured_I=-23.5" in graph
-    assert "linear=true" in graph
-    assert "I=-16" in graph
+    # Gain, then a lookahead limiter at 4 × 48 kHz (inter-sample peaks), delay compensated, under
+    # the ceiling less the AAC margin (-1.8 dBFS = 0.8128), measured on the way out.
+    assert graph.startswith("[0:a]volume=7.50dB[s0];[s0]aresample=192000[s1];[s1]alimiter=")
+    assert "latency=true" in graph and "level=false" in graph and "limit=0.8128" in graph
+    assert "aresample=48000" in graph and "ebur128=peak=true" in graph
+    assert "/w/limited.f32le" in args and args[-3:] == ["-f", "null", "-"]
 
 
-def test_measuring_without_a_target_is_a_programming_error() -> None:
-    clips, probes = clips_and_probes([3])
-    with pytest.raises(ValueError, match="loudness"):
-        build_measure_args(plan_stitch(clips, probes, StitchOptions(loudness_lufs=None)), "/a")
+def test_a_master_of_silent_clips_gets_exact_silence_and_no_pcm() -> None:
+    clips, probes = clips_and_probes([3, 4])
+    probes = [fake_probe(c.path, p.video_duration, audio=False) for c, p in zip(clips, probes, strict=True)]
+    plan = plan_stitch(clips, probes, StitchOptions())
+    args = build_stitch_args(plan, "/o.mp4", concat_list="/l", audio=None)
+    assert _inputs(args) == ["/l", "anullsrc=r=48000:cl=stereo"]
+    assert "atrim=end_sample=336000" in _graph(args)
+
+
+def test_copy_audio_is_decoded_in_commands_of_a_bounded_number_of_clips() -> None:
+    count = MAX_CLIPS_PER_COMMAND + 3
+    clips, probes = clips_and_probes([3.0] * count)
+    probes[1] = fake_probe(clips[1].path, 3.0, audio=False)
+    plan = plan_stitch(clips, probes, StitchOptions())
+    batches = audio_batches(plan)
+    assert [len(b) for b in batches] == [MAX_CLIPS_PER_COMMAND, 3]
+    first = build_audio_args(plan, batches[0], "/w/a0.pcm", measure=True)
+    assert len(_inputs(first)) == MAX_CLIPS_PER_COMMAND
+    assert "anullsrc" in _inputs(first)[1]  # the clip without audio is bounded silence
+    graph = _graph(first)
+    assert f"concat=a=1:n={MAX_CLIPS_PER_COMMAND}:v=0" in graph
+    assert "ebur128=peak=true" in graph  # measured as it is decoded
+    assert "/w/a0.pcm" in first
+    last = build_audio_args(plan, batches[1], "/w/a1.pcm", measure=False)
+    assert "ebur128" not in _joined(last)
+    assert _inputs(last) == [c.path for c in clips[MAX_CLIPS_PER_COMMAND:]]
+
+
+def test_a_clip_used_twice_in_one_audio_command_is_opened_once() -> None:
+    clips = [ClipInput(path="/c/a.mp4", scripted_s=3), ClipInput(path="/c/a.mp4", scripted_s=3)]
+    plan = plan_stitch(clips, [fake_probe("/c/a.mp4", 3), fake_probe("/c/a.mp4", 3)])
+    args = build_audio_args(plan, plan.pieces, "/w/a.pcm", measure=False)
+    assert _inputs(args) == ["/c/a.mp4"]
+    assert "asplit=2" in _graph(args)
 
 
 def test_concat_list_quotes_paths_and_gives_video_durations() -> None:
@@ -224,21 +274,22 @@ def test_a_clip_crossfading_into_itself_is_opened_once_and_split() -> None:
 
 
 def _every_command(plan: StitchPlan) -> list[list[str]]:
-    pieces = [build_piece_args(plan, piece, "/w") for piece in plan.pieces]
-    measured = LoudnormMeasurement(
-        input_i=-23.5, input_tp=-9.1, input_lra=3.2, input_thresh=-33.6, target_offset=0.2
-    )
+    if plan.mode == "copy":
+        rendered = [build_audio_args(plan, batch, "/w/a.pcm", measure=True) for batch in audio_batches(plan)]
+    else:
+        rendered = [build_piece_args(plan, piece, "/w") for piece in plan.pieces]
     return [
-        *pieces,
-        build_measure_args(plan, "/w/audio.f32le"),
+        *rendered,
+        build_measure_args("/w/audio.f32le"),
         build_stitch_args(
             plan,
             "/o.mp4",
             concat_list="/w/v.ffconcat",
             audio="/w/audio.f32le",
             srt_path="/w/s.srt",
-            measured=measured,
+            gain_db=3.0,
         ),
+        build_limit_args("/w/audio.f32le", "/w/l.f32le", gain_db=9.0, true_peak_db=-1.5),
     ]
 
 
@@ -263,8 +314,11 @@ def test_no_command_opens_more_inputs_as_clips_are_added(options: StitchOptions)
         clip_inputs = max(sum(i.startswith("/clips/") for i in _inputs(args)) for args in commands)
         return inputs, clip_inputs, len(commands)
 
-    few, many = widest(3), widest(30)
+    few, many = widest(2 * MAX_CLIPS_PER_COMMAND), widest(5 * MAX_CLIPS_PER_COMMAND)
     assert few[:2] == many[:2]
-    assert many[0] <= 4  # two clips and two bounded silences, at most
-    assert many[1] <= 2  # at most two decoders of clips at a time
+    if options.force_reencode or options.transition == "crossfade":
+        assert many[0] <= 4  # two clips and two bounded silences, at most
+        assert many[1] <= 2  # at most two decoders of clips at a time
+    else:  # copy mode decodes only audio, a bounded batch of clips per command
+        assert many[0] <= MAX_CLIPS_PER_COMMAND
     assert many[2] > few[2]  # the work is spread over more commands instead

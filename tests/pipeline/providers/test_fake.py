@@ -118,3 +118,12 @@ def test_placeholder_frame(tmp_path: Path) -> None:
     clip.write_bytes(b"clip")
     placeholder_frame(clip, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes() == b"last frame of clip"
+
+
+def test_the_fake_shows_its_body_without_network() -> None:
+    from pipeline.generation import GenerationSpec, ShotPrompt
+    from pipeline.pricing import Tier
+
+    spec = GenerationSpec(Tier.STANDARD, "p", 5, shots=(ShotPrompt("a", 2), ShotPrompt("b", 3)))
+    body = FakeProvider().build_body(spec)
+    assert body["multi_prompt"] == [{"prompt": "a", "duration": 2}, {"prompt": "b", "duration": 3}]

@@ -103,6 +103,8 @@ def test_body_from_spec_and_path() -> None:
         "generate_audio": True,
         "seed": 42,
     }
+    # build_body is the same body, without network (plan --json shows it).
+    assert adapter(handler).build_body(s) == json.loads(request.content)
 
 
 def test_image_field_names_are_configurable() -> None:

@@ -13,12 +13,19 @@ from pydantic import SecretStr
 
 from pipeline.errors import AuthError, ConfigError
 from pipeline.pricing import Tier
+from pipeline.providers.runcomfy import RunComfyProvider
 from pipeline.providers.sandbox.config import SandboxConfig
 from pipeline.providers.sandbox.server import SandboxHandle
-from pipeline.providers.selection import ProviderName, choose_provider, open_provider
+from pipeline.providers.selection import OpenedProvider, ProviderName, choose_provider, open_provider
 from pipeline.providers.settings import ProviderSettings
 
 NO_FILE = Path("/nonexistent/token.json")
+
+
+def _runcomfy(opened: OpenedProvider) -> RunComfyProvider:
+    """The RunComfy adapter behind ``opened`` (the sandbox and rehearsals use it too)."""
+    assert isinstance(opened.provider, RunComfyProvider)
+    return opened.provider
 
 
 def _settings(token: str | None = None, **overrides: Any) -> ProviderSettings:
@@ -57,10 +64,41 @@ def test_runcomfy_without_a_token_is_an_auth_error_not_a_fallback() -> None:
 
 
 def test_unknown_provider_and_rehearsing_the_sandbox_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="unknown provider 'fal'"):
-        choose_provider("fal", _settings("tok"))
-    with pytest.raises(ConfigError, match="--provider runcomfy"):
+    with pytest.raises(
+        ConfigError, match="unknown provider 'replicate': use one of runcomfy, fal, kling, sandbox"
+    ):
+        choose_provider("replicate", _settings("tok"))
+    with pytest.raises(ConfigError, match="--provider runcomfy, fal or kling"):
         choose_provider("sandbox", _settings(None), rehearse=True)
+
+
+@pytest.mark.parametrize(
+    ("requested", "variables"),
+    [("fal", "FAL_KEY"), ("kling", "KLING_ACCESS_KEY and KLING_SECRET_KEY")],
+)
+def test_fal_and_kling_need_their_keys_unless_rehearsing(requested: str, variables: str) -> None:
+    with pytest.raises(AuthError, match=f"set {variables}, or rehearse with --rehearse") as caught:
+        choose_provider(requested, _settings("tok"), has_key=lambda name: False)
+    assert caught.value.exit_code == 77
+    assert choose_provider(requested, _settings(None), has_key=lambda name: True).value == requested
+    assert (
+        choose_provider(requested, _settings(None), rehearse=True, has_key=lambda name: False).value
+        == requested
+    )
+
+
+def test_keys_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FAL_KEY", "KLING_ACCESS_KEY", "KLING_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(AuthError, match="FAL_KEY"):
+        choose_provider("fal", _settings(None))
+    monkeypatch.setenv("FAL_KEY", "fal-key")
+    monkeypatch.setenv("KLING_ACCESS_KEY", "ak")
+    with pytest.raises(AuthError, match="KLING_SECRET_KEY"):
+        choose_provider("kling", _settings(None))
+    monkeypatch.setenv("KLING_SECRET_KEY", "sk")
+    assert choose_provider("fal", _settings(None)) is ProviderName.FAL
+    assert choose_provider("kling", _settings(None)) is ProviderName.KLING
 
 
 # --- open_provider --------------------------------------------------------------------------
@@ -77,8 +115,8 @@ def test_in_process_sandbox_serves_model_info() -> None:
             assert opened.sandbox_base_url.startswith("http://127.0.0.1:")
             assert isinstance(opened.sandbox, SandboxHandle)
             assert opened.sandbox.config is config
-            assert opened.provider.settings.token is None
-            info = await opened.provider.model_info("kling/kling-3.0/standard/text-to-video")
+            assert _runcomfy(opened).settings.token is None
+            info = await _runcomfy(opened).model_info("kling/kling-3.0/standard/text-to-video")
             assert info.model_id == "kling/kling-3.0/standard/text-to-video"
 
     asyncio.run(main())
@@ -89,9 +127,9 @@ def test_sandbox_url_uses_the_running_sandbox(sandbox: SandboxHandle) -> None:
         async with open_provider("sandbox", _settings("tok"), sandbox_url=sandbox.base_url + "/") as opened:
             assert opened.sandbox_base_url == sandbox.base_url
             assert opened.sandbox is None
-            assert opened.provider.base_url == sandbox.base_url
-            assert opened.provider.settings.token is None  # the real token never goes to a sandbox
-            assert opened.provider.download_policy.origins == (sandbox.origin,)
+            assert _runcomfy(opened).base_url == sandbox.base_url
+            assert _runcomfy(opened).settings.token is None  # the real token never goes to a sandbox
+            assert _runcomfy(opened).download_policy.origins == (sandbox.origin,)
 
     asyncio.run(main())
 
@@ -117,7 +155,7 @@ def test_runcomfy_uses_injected_clients_and_leaves_them_open() -> None:
             assert opened.name is ProviderName.RUNCOMFY and not opened.rehearsal
             assert opened.sandbox is None and opened.sandbox_base_url is None
             assert opened.images.name == "data-uri"
-            info = await opened.provider.model_info(f"kling/kling-3.0/{Tier.PRO.value}/text-to-video")
+            info = await _runcomfy(opened).model_info(f"kling/kling-3.0/{Tier.PRO.value}/text-to-video")
             assert info.model_id.endswith("text-to-video")
         assert not api.is_closed and not cdn.is_closed  # the caller's clients stay the caller's
         await api.aclose()
@@ -168,11 +206,11 @@ def test_rehearsal_opens_runcomfy_against_its_own_sandbox() -> None:
         async with open_provider(None, _settings(None), rehearse=True) as opened:
             assert opened.name is ProviderName.RUNCOMFY and opened.rehearsal
             assert opened.provider.name == "runcomfy"
-            assert opened.provider.base_url.startswith("https://model-api.rehearsal.runcomfy.net:")
-            assert opened.provider.settings.has_token
+            assert _runcomfy(opened).base_url.startswith("https://model-api.rehearsal.runcomfy.net:")
+            assert _runcomfy(opened).settings.has_token
             assert isinstance(opened.sandbox, SandboxHandle) and opened.sandbox.config.realistic
             assert opened.images.name == "data-uri"  # the real path's transport, not uploads
-            info = await opened.provider.model_info("kling/kling-3.0/standard/text-to-video")
+            info = await _runcomfy(opened).model_info("kling/kling-3.0/standard/text-to-video")
             assert info.input_schema is not None
             assert "properties" in json.loads(json.dumps(info.input_schema))
 

@@ -26,6 +26,16 @@ def test_prepare_run_loads_plans_and_names_the_run(repo_root: Path) -> None:
         resolve_run_id(prepared.loaded, "../escape")
 
 
+def test_a_run_on_fal_or_kling_is_not_a_resume_of_the_same_script_elsewhere(repo_root: Path) -> None:
+    script = repo_root / "configs" / "weekly-campaign.yaml"
+    runcomfy = prepare_run(script, provider="runcomfy")
+    fal = prepare_run(script, provider="fal")
+    assert prepare_run(script, provider="sandbox").run_id == runcomfy.run_id  # as it always was
+    assert fal.run_id == f"{runcomfy.run_id}-fal" == fal.default_run_id
+    assert prepare_run(script, provider="kling").run_id == f"{runcomfy.run_id}-kling"
+    assert fal.plan.provider == "fal"
+
+
 def test_the_plan_lists_every_candidate_final(repo_root: Path) -> None:
     # weekly-campaign: three variants, two finals chosen at run time (select: auto).
     prepared = prepare_run(repo_root / "configs" / "weekly-campaign.yaml")

@@ -53,3 +53,37 @@ def test_a_jobs_identity_is_unchanged_since_runs_were_first_resumed(repo_root: P
         "start_image": None,
         "end_image": None,
     }
+
+
+def test_native_elements_enter_the_identity_by_content_and_go_out_as_urls(repo_root: Path) -> None:
+    import asyncio
+
+    from pipeline.render.job import native_spec
+    from pipeline.render.reuse import base_dir_local
+
+    configs = repo_root / "configs"
+    plan = build_plan(load_script(configs / "long-form-story.yaml").script, provider="fal")
+    request = next(r for r in plan.requests if r.elements)
+    local = base_dir_local(configs)
+    body = job_body(request, None, None, local)
+    digest = hashlib.sha256((configs / request.elements[0].images[0]).read_bytes()).hexdigest()
+    assert body["elements"][0]["images"] == ["sha256:" + digest]
+
+    async def upload(path: str) -> str:
+        return "https://uploads.invalid/" + Path(path).name
+
+    spec = asyncio.run(native_spec(request, "https://s.invalid/start.png", None, local, upload))
+    assert [e.image_urls for e in spec.elements] == [
+        ("https://uploads.invalid/" + Path(e.images[0]).name,) for e in request.elements
+    ]
+    assert spec.shots == request.shot_prompts
+
+
+def test_a_fal_job_is_never_a_runcomfy_job(repo_root: Path) -> None:
+    from pipeline.render.reuse import base_dir_local
+
+    script = load_script(repo_root / "configs/weekly-campaign.yaml").script
+    runcomfy, fal = (build_plan(script, provider=p).requests[0] for p in ("runcomfy", "fal"))
+    local = base_dir_local(repo_root / "configs")
+    assert "provider" not in job_body(runcomfy, None, None, local)
+    assert job_body(fal, None, None, local)["provider"] == "fal"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.providers.download import part_path_for
-from pipeline.render.layout import RunLayout
+from pipeline.render.layout import RunLayout, script_reference
 
 
 def test_partial_downloads_of_a_killed_run_are_removed_and_clips_kept(tmp_path: Path) -> None:
@@ -18,3 +18,9 @@ def test_partial_downloads_of_a_killed_run_are_removed_and_clips_kept(tmp_path: 
     assert layout.remove_partial_downloads() == [part]
     assert not part.exists() and clip.read_bytes() == b"a verified clip"
     assert RunLayout(tmp_path / "never-ran").remove_partial_downloads() == []
+
+
+def test_a_run_records_its_script_where_a_reroll_can_find_it_again() -> None:
+    assert script_reference("s3://bucket/scripts/a.yaml") == "s3://bucket/scripts/a.yaml"
+    assert script_reference("configs/a.yaml") == str(Path("configs/a.yaml").absolute())
+    assert Path(script_reference("configs/a.yaml")).is_absolute()

@@ -97,3 +97,32 @@ def test_an_unchanged_master_is_kept_and_a_changed_one_remade(
     clips = list(setup["clips"])
     clips[1] = Clip(clips[1].request, clips[1].path, "0" * 64, "r9", Decimal(1))
     assert make_master(**{**setup, "clips": clips}).delivered and len(calls) == 2
+
+
+def test_a_master_made_from_its_clips_inspections_reuses_them(
+    setup: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probes, detectors and sheet rows prepared on arrival: the master probes no clip again,
+    decodes only its joins and audio, stacks the rows, and its QC says what a full decode says."""
+    plan = setup["plan"]
+    found = [
+        masters.inspect_clip(c.path, masters.sheet_row("n", c.request, seg.content_seconds, c.path))
+        for c, seg in zip(setup["clips"], plan.segments, strict=True)
+    ]
+    assert all(i is not None and i.sheet_row is not None and Path(i.sheet_row.png).is_file() for i in found)
+    whole = make_master(**{**setup, "directory": tmp_path / "whole"})
+    probed: list[str] = []
+    real_probe = masters.probe  # type: ignore[attr-defined]
+
+    def spy(p: Path, **k: Any) -> Any:
+        probed.append(str(p))
+        return real_probe(p, **k)
+
+    monkeypatch.setattr("pipeline.media.stitch.probe", spy)
+    fast = make_master(**{**setup, "directory": tmp_path / "fast", "inspections": found})
+    assert fast.delivered and whole.qc is not None and fast.qc is not None
+    assert fast.qc.passed == whole.qc.passed
+    assert [f.kind for f in fast.qc.findings] == [f.kind for f in whole.qc.findings]
+    assert probed  # the stitch verifies what it wrote ...
+    assert not set(probed) & {str(c.path) for c in setup["clips"]}  # ... but probes no clip again
+    assert (tmp_path / "fast" / "contact-sheet.png").stat().st_size > 0

@@ -19,6 +19,7 @@ from pipeline.providers.sandbox.config import FaultConfig
 from pipeline.providers.sandbox.server import SandboxHandle
 from pipeline.render import engine as engine_module
 from pipeline.render import job as job_module
+from pipeline.render import reuse as reuse_module
 from pipeline.render.engine import JobResult
 from pipeline.render.layout import RunLayout
 from pipeline.render.session import open_run
@@ -222,6 +223,7 @@ def test_store_calls_and_hashing_run_off_the_event_loop(tmp_path: Path, sandbox:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(engine_module, "sha256_file", watched_hash)  # clips, on reuse
         patch.setattr(job_module, "sha256_file", watched_hash)  # images, in a job's identity
+        patch.setattr(reuse_module, "sha256_file", watched_hash)  # clips, from the clip library
         first = asyncio.run(draft_pass(script, settings, prepare=prepare))
         assert all(r.ok for r in first)
         again = asyncio.run(draft_pass(script, settings, prepare=prepare))  # reuse: hashes clips

@@ -78,3 +78,22 @@ def test_fan_out_skips_missing_sinks() -> None:
     sink = fan_out(None, lambda e, r, d: seen.append(e))
     sink("submitted", None, "")  # type: ignore[arg-type]
     assert seen == ["submitted"]
+
+
+def test_adding_stage_and_spend_calls_both_and_keeps_a_stage_runner() -> None:
+    seen: list[str] = []
+
+    async def runner(kind: str, label: str, work: object) -> object:
+        return None
+
+    base = RunHooks(on_stage=lambda s: seen.append(f"cli {s}"))
+    added = base.adding(
+        on_stage=lambda s: seen.append(f"flow {s}"),
+        on_spend=lambda s: seen.append(f"flow {s.charged}"),
+        run_stage=runner,  # type: ignore[arg-type]
+    )
+    assert added.on_stage is not None and added.on_spend is not None
+    added.on_stage("draft")
+    added.on_spend(Spend(Decimal(5), Decimal(0), Decimal("0.5")))
+    assert seen == ["cli draft", "flow draft", "flow 0.5"]
+    assert added.run_stage is runner and RunHooks().adding().on_stage is None

@@ -18,7 +18,7 @@ from pipeline.render.engine import Engine
 from pipeline.render.layout import RunLayout
 from pipeline.render.limits import LocalLimits
 from pipeline.render.masters import MasterOutcome
-from pipeline.render.run import MANIFEST_REQUEST_KEYS, Chooser, RenderRun
+from pipeline.render.run import MANIFEST_REQUEST_KEYS, Chooser, RenderRun, qc_verdicts
 from pipeline.script.loader import parse_script
 from pipeline.store.jobs import SqlJobStore
 
@@ -146,6 +146,38 @@ def test_select_manual_needs_an_approval_or_a_chooser(tmp_path: Path, store: Sql
     assert asked == [2]
 
 
+def test_the_store_says_waiting_for_choice_while_a_person_is_asked(
+    tmp_path: Path, store: SqlJobStore
+) -> None:
+    store.ensure_run("r1", script="s", limit=Decimal(50))
+    seen: list[str] = []
+
+    async def choose(drafts: Sequence[MasterOutcome], finals: int) -> list[str]:
+        seen.append(store.list_runs()[0].status)
+        return ["a"]
+
+    assert asyncio.run(_run(tmp_path, store, select="manual", choose=choose).select([])) == ["a"]
+    assert seen == ["waiting for choice"] and store.list_runs()[0].status == "running"
+
+
+def test_qc_verdicts_name_each_master(tmp_path: Path) -> None:
+    missing = MasterOutcome("story", "c", "draft", tmp_path, error="segment 0: failed")
+    verdicts = asyncio.run(
+        qc_verdicts(
+            [
+                _draft("a", passed=True, tmp_path=tmp_path),
+                _draft("b", passed=False, tmp_path=tmp_path),
+                missing,
+            ]
+        )
+    )
+    assert verdicts == {
+        "draft story/a": "passed",
+        "draft story/b": "failed",
+        "draft story/c": "not delivered: segment 0: failed",
+    }
+
+
 def test_no_finals_asked_means_no_choice_is_asked(tmp_path: Path, store: SqlJobStore) -> None:
     run = _run(tmp_path, store, select="manual", finals=0)
     assert run.plan.budget.final_variants == ()
@@ -174,4 +206,10 @@ def test_write_run_info_names_the_script_and_its_hash(tmp_path: Path, store: Sql
     run = _run(tmp_path, store)
     run.write_run_info()
     info = json.loads((run.layout.masters_dir / "run.json").read_text())
-    assert info == {"script": "run-test", "run_id": "r1", "script_sha256": run.loaded.sha256}
+    assert info == {
+        "script": "run-test",
+        "run_id": "r1",
+        "script_sha256": run.loaded.sha256,
+        # Where `klingflow reroll RUN` reloads the script from (a local path made absolute).
+        "script_file": str(Path("s.yaml").absolute()),
+    }

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.errors import Problem
-from pipeline.script.checks import MAX_CLIPS_PER_PASS, MENTION_RE, check_meaning
+from pipeline.generation import MENTION_RE
+from pipeline.script.checks import MAX_CLIPS_PER_PASS, check_meaning
 from pipeline.script.yaml_source import parse_yaml
 
 

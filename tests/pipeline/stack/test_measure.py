@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,8 +16,10 @@ from pipeline.stack.measure import (
     load_average,
     max_in_window,
     peak_concurrency,
+    postmaster_pid,
     process_cpu,
     rss_kb,
+    submitted_by,
 )
 
 
@@ -81,3 +84,14 @@ def test_sampler_and_cpu_meter_count_a_childs_cpu() -> None:
     assert "the test" in usage["stack_cpu_s"]
     assert set(usage) >= {"load1_max", "machine_busy_cores", "peak_rss_workers_trees_mb"}
     assert during["cpu_descendants_s"] >= 0.25  # the child is alive and ours
+
+
+def test_submitted_by_drops_the_submissions_the_server_aborted(tmp_path: Path) -> None:
+    a, b = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+    log = (
+        f"Worker 'w1' submitting flow run '{a}'\nWorker 'w1' submitting flow run '{b}'\n"
+        f"Aborted submission of flow run '{b}'. Server sent an abort signal\n"
+    )
+    assert submitted_by(log) == {a}
+    (tmp_path / "postmaster.pid").write_text("4242\n/var/lib/pg\n")
+    assert postmaster_pid(tmp_path) == 4242

@@ -13,7 +13,7 @@ def test_uniform_faults_set_every_rate_and_the_seed() -> None:
     faults = FaultConfig.uniform(0.2, seed=7)
 
     rates = faults.model_dump(exclude={"seed", "slow_delay_s"})
-    assert set(rates.values()) == {0.2} and len(rates) == 8
+    assert set(rates.values()) == {0.2} and len(rates) == 9
     assert faults.seed == 7
 
 

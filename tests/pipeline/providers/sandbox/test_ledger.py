@@ -66,3 +66,10 @@ def test_fold_counts_a_double_charge_and_ignores_events_of_unknown_requests() ->
     assert entry.charge_count == 2  # what a test uses to prove nothing was charged twice
     assert entry.accepted_at == 2.0 and entry.charged_at == 4.0
     assert entry.prompt == "a kite" and entry.duration == 5 and entry.generate_audio is False
+
+
+def test_the_dialect_is_kept_and_old_files_read_as_runcomfy(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.record("accepted", "old", **ACCEPTED)
+    ledger.record("accepted", "new", **ACCEPTED, dialect="fal")
+    assert [(e.request_id, e.dialect) for e in ledger.entries()] == [("old", "runcomfy"), ("new", "fal")]

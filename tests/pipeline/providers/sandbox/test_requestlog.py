@@ -72,3 +72,25 @@ def test_entries_are_a_copy() -> None:
     log.entries().clear()
 
     assert [e["status"] for e in log.entries()] == [200]
+
+
+def test_a_storyboard_s_seconds_and_element_images_are_logged_as_summaries() -> None:
+    log = RequestLog()
+    body = {"multi_prompt": [{"prompt": "a", "duration": "2"}], "elements": [{"frontal_image_url": DATA_URI}]}
+    log.record(
+        "fal-ai/kling-video/v3/pro/text-to-video",
+        body,
+        {},
+        status=200,
+        request_id="r1",
+        dialect="fal",
+        shots=[2, 3],
+        elements=[[classify(DATA_URI), classify("https://cdn.example/a.png?sig=secret")]],
+        voices=1,
+    )
+    [entry] = log.entries()
+    assert entry["dialect"] == "fal" and entry["shots"] == [2, 3] and entry["voices"] == 1
+    assert [i["kind"] for i in entry["elements"][0]] == ["data-uri", "https"]
+    assert "secret" not in str(entry) and "base64" not in str(entry)
+    log.record(MODEL, {"prompt": "x"}, {}, status=422)
+    assert log.entries()[1]["dialect"] == "runcomfy" and log.entries()[1]["shots"] == []

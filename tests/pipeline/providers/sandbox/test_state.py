@@ -250,3 +250,38 @@ def test_the_fingerprint_is_stable_and_follows_every_input() -> None:
     assert len(fingerprint_of(base)) == 8
     for change in ({"prompt": "a boat"}, {"seed": 1}, {"generate_audio": True}, {"tier": Tier.PRO}):
         assert fingerprint_of(kling_input(**change)) != fingerprint_of(base), change
+
+
+def test_a_fal_request_bills_by_fal_s_table_and_renders_its_storyboard(
+    tmp_path: Path, fake_render: FakeRender
+) -> None:
+    board = kling_input(
+        duration=5,
+        generate_audio=True,
+        shots=(("@Element1 waves", 2), ("sea", 3)),
+        elements=(("Element1", ("data:image/png;sha256,ab",)),),
+        dialect="fal",
+    )
+    shown = (("Element1", (tmp_path / "e.png",)),)
+
+    async def scenario(state: SandboxState) -> state_module.Job:
+        job = state.accept(
+            "fal-ai/kling-video/v3/standard/text-to-video", board, (None, None), elements=shown, voice=True
+        )
+        await finished(job)
+        return job
+
+    job, state = with_state(tmp_path, scenario)
+    # fal's standard voice-control rate (pipeline.pricing's fal table): 5 s × $0.154.
+    assert job.cost == Decimal("0.770")
+    [entry] = state.ledger.entries()
+    assert entry.dialect == "fal" and entry.cost_usd == Decimal("0.770")
+    [rendered] = fake_render.jobs
+    assert rendered.shots == board.shots and rendered.elements == shown
+
+
+def test_a_storyboard_changes_the_fingerprint_but_runcomfy_s_stays() -> None:
+    base = kling_input()
+    assert fingerprint_of(kling_input(shots=(("a", 3),))) != fingerprint_of(base)
+    assert fingerprint_of(kling_input(dialect="fal")) != fingerprint_of(base)
+    assert fingerprint_of(base) == fingerprint_of(kling_input(dialect="runcomfy"))
