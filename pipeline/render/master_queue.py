@@ -72,7 +72,6 @@ class MasterQueue(Generic[_T]):
         inspect: Callable[[JobResult], Awaitable[Inspection]] | None = None,
     ) -> None:
         self._expected = Counter((r.narrative, r.variant) for r in requests)
-        self._order = {id(r): i for i, r in enumerate(requests)}
         self._arrived: dict[GroupKey, list[JobResult]] = {}
         self._start = start
         self._inspect = inspect
@@ -95,7 +94,8 @@ class MasterQueue(Generic[_T]):
         group = self._arrived.setdefault(key, [])
         group.append(result)
         if len(group) == self._expected[key] and all(j.clip is not None for j in group):
-            group.sort(key=lambda j: self._order.get(id(j.request), 0))
+            # Segment order (a group is one narrative, variant and pass), whatever order they came in.
+            group.sort(key=lambda j: j.request.segment)
             self._tasks[key] = asyncio.ensure_future(self._start_inspected(key, list(group)))
 
     async def _start_inspected(self, key: GroupKey, group: list[JobResult]) -> _T:

@@ -205,5 +205,5 @@ class LibraryStep:
             request_id=clip.request_id,
             cost=clip.cost,
             run_id=self.run_id,
-            shared_key=self.shared.key(request) if self.shared is not None else None,
+            shared_key=self.shared.key(request, clip.path.name) if self.shared is not None else None,
         )

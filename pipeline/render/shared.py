@@ -41,18 +41,23 @@ class ClipShare:
         """The shared storage at ``url`` for ``run_id`` (ConfigError for a malformed URL)."""
         return cls(open_store(url), key_segment(run_id, "run id"))
 
-    def key(self, request: PlannedRequest) -> str:
-        """Where the clip of ``request`` is kept."""
+    def key(self, request: PlannedRequest, file_name: str | None = None) -> str:
+        """Where the clip of ``request`` is kept: under its file's name in the run directory
+        (``seg-002.take-2.mp4`` for a reroll's take), so that every take has a key of its own."""
         parts = (request.narrative, request.variant, request.pass_)
         for part in parts:
             key_segment(part, "narrative/variant/pass")
         return self.archive.location.key(
-            "runs", self.run_id, "clips", *parts, f"seg-{request.segment:03d}.mp4"
+            "runs",
+            self.run_id,
+            "clips",
+            *parts,
+            key_segment(file_name or f"seg-{request.segment:03d}.mp4", "clip file"),
         )
 
     async def put(self, request: PlannedRequest, path: Path, sha256: str) -> bool:
         """Copy a verified clip to shared storage; False (and a warning) when that fails."""
-        key = self.key(request)
+        key = self.key(request, path.name)
         try:
             await asyncio.to_thread(self.archive.put, key, path, sha256)
         except StorageError as exc:
@@ -62,7 +67,7 @@ class ClipShare:
 
     async def get(self, request: PlannedRequest, dest: Path, sha256: str) -> bool:
         """Fetch the clip of ``request`` to ``dest`` if shared storage has these exact bytes."""
-        key = self.key(request)
+        key = self.key(request, dest.name)
         try:
             return await asyncio.to_thread(self.archive.get, key, dest, sha256)
         except StorageError as exc:

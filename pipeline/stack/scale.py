@@ -321,6 +321,8 @@ class ScaleStack:
         engine = sa.create_engine(self.store_url)
         try:
             with engine.connect() as conn:
+                if not sa.inspect(conn).has_table("jobs"):
+                    return []  # no run has opened the store yet
                 rows = conn.execute(
                     sa.text(
                         "select run_id, key, status, request_id, charged_micro from jobs where run_id = any(:r)"

@@ -12,6 +12,7 @@ from pipeline.providers.sandbox.server import SandboxHandle
 from pipeline.render.engine import JobResult
 from pipeline.render.session import open_run
 from pipeline.render.settings import RunSettings
+from pipeline.render.shared import ClipShare
 from pipeline.script.loader import load_script
 
 from .conftest import SCALE
@@ -87,3 +88,16 @@ def test_another_worker_resumes_from_shared_clips_without_buying_or_downloading(
     assert events.count("resumed") == 1
     assert len(sandbox.ledger()) == bought
     assert all(e.charge_count == 1 for e in sandbox.ledger())
+
+
+def test_each_take_of_a_segment_has_a_key_of_its_own(tmp_path: Path) -> None:
+    """A reroll's take is shared under its own file name, never over the first take's key."""
+    script = tmp_path / "s.yaml"
+    script.write_text(SCRIPT)
+    request = build_plan(load_script(script).script).requests_for("draft")[0]
+    share = ClipShare.open(str(tmp_path / "shared"), "r1")
+    first = share.key(request, "seg-000.mp4")
+    assert first == share.key(request)  # the first take keeps the key it always had
+    assert share.key(request, "seg-000.take-2.mp4") != first
+    assert share.key(request, "seg-000.take-2.mp4").endswith("/seg-000.take-2.mp4")
+    share.close()
