@@ -139,6 +139,8 @@ class ScaleStack:
             **self.server.client_env(),
             **self.s3.env(),
             "PREFECT_LOGGING_LEVEL": "INFO",  # the worker logs which flow runs it submits
+            # ... on its console, whatever a CLI test run in the same process set before.
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO",
             "PREFECT_WORKER_QUERY_SECONDS": f"{self.query_seconds:g}",
             "COLUMNS": "250",  # klingflow status prints whole run ids
             "KLINGFLOW_STORE_URL": self.store_url,
