@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -142,10 +143,24 @@ class EarlyServer:
     flows still treat the run as Prefect's ephemeral mode (local limits, no UI choice).
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, saved: dict[str, str | None]) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], port: int, saved: dict[str, str | None], log: Path | None = None
+    ) -> None:
         self.proc = proc
         self.port = port
         self._saved = saved
+        #: The server's own output: kept off the terminal (its shutdown races log tracebacks,
+        #: as Prefect's does), shown when it fails to start, removed when it stops.
+        self.log = log
+
+    def output_tail(self, limit: int = 3000) -> str:
+        """The end of the server's own output (empty when there is none)."""
+        if self.log is None:
+            return ""
+        try:
+            return self.log.read_text(errors="replace")[-limit:].strip()
+        except OSError:
+            return ""
 
     @property
     def api_url(self) -> str:
@@ -164,17 +179,21 @@ class EarlyServer:
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
+                    said = self.output_tail()
                     self.stop()
                     raise StackError(
                         f"Prefect's temporary API server exited with code {self.proc.returncode} "
-                        "as it started (its messages are above)"
+                        f"as it started; it said:\n{said or '(nothing)'}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(f"{self.api_url}/health").status_code == 200:
                         return
                 time.sleep(_POLL_S)
+        said = self.output_tail()
         self.stop()
-        raise StackError(f"Prefect's temporary API server did not answer within {timeout:.0f} s")
+        raise StackError(
+            f"Prefect's temporary API server did not answer within {timeout:.0f} s; it said:\n{said or '(nothing)'}"
+        )
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, SIGKILL after 5 s, as Prefect does) and give the environment
@@ -187,6 +206,8 @@ class EarlyServer:
                 self.proc.kill()
                 self.proc.wait()
         self.restore_environment()
+        if self.log is not None:
+            self.log.unlink(missing_ok=True)
 
     def restore_environment(self) -> None:
         """Give the environment back its previous ``PREFECT_API_URL`` (Prefect, once imported,
@@ -220,8 +241,11 @@ def start_early_server() -> EarlyServer | None:
         "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
         "--port", str(port), "--log-level", "error", "--lifespan", "on",
     ]  # fmt: skip
-    proc = subprocess.Popen(command, env={**os.environ, **server_env}, stdin=subprocess.DEVNULL)
-    server = EarlyServer(proc, port, saved)
+    with tempfile.NamedTemporaryFile(prefix="klingflow-prefect-server-", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(
+            command, env={**os.environ, **server_env}, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+    server = EarlyServer(proc, port, saved, Path(log.name))
     os.environ["PREFECT_API_URL"] = os.environ[EARLY_SERVER_ENV] = server.api_url
     # Stopped at exit, as Prefect stops its own: registered before Prefect is imported, so it
     # runs after Prefect's exit handlers, which still send the last logs and events to it.

@@ -69,15 +69,21 @@ def test_once_prefect_is_imported_it_is_not_started_early(
 
 
 def test_a_server_that_exits_as_it_starts_is_a_stack_error_and_the_environment_is_given_back(
-    no_server_anywhere: Path, monkeypatch: pytest.MonkeyPatch
+    no_server_anywhere: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
-    server = module.EarlyServer(proc, 1, {"PREFECT_API_URL": None, module.EARLY_SERVER_ENV: None})
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:  # the server's output stays off the terminal, in its log
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "print('port in use'); raise SystemExit(3)"], stdout=out
+        )
+    server = module.EarlyServer(proc, 1, {"PREFECT_API_URL": None, module.EARLY_SERVER_ENV: None}, log)
     monkeypatch.setenv("PREFECT_API_URL", server.api_url)
     monkeypatch.setenv(module.EARLY_SERVER_ENV, server.api_url)
     with pytest.raises(StackError, match="exited with code 3") as info:
         server.wait_ready(timeout=60)
     assert info.value.exit_code == EXIT_UNAVAILABLE
+    assert "port in use" in str(info.value)  # what it said reaches the user with the error
+    assert not log.exists()  # and its log is gone with it
     assert "PREFECT_API_URL" not in os.environ and module.EARLY_SERVER_ENV not in os.environ
 
 
