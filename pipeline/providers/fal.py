@@ -21,14 +21,14 @@ import base64
 import contextlib
 import mimetypes
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from pipeline.errors import (
     AuthError,
@@ -55,7 +55,7 @@ from pipeline.providers.base import (
 )
 from pipeline.providers.download import download_clip
 from pipeline.providers.fal_settings import FalSettings
-from pipeline.providers.http_knobs import download_policy, retrying
+from pipeline.providers.http_knobs import SecretAuth, download_policy, retrying
 from pipeline.providers.retry import free_call_hook, submit_hook
 from pipeline.providers.runcomfy import API_HEADERS
 from pipeline.providers.wire import UnreadableAnswer
@@ -78,20 +78,10 @@ _STATES: Final = {
 }
 
 
-class KeyAuth(httpx.Auth):
-    """``Authorization: Key <key>`` added per request (``fal_client/auth.py``); never in a repr."""
+class KeyAuth(SecretAuth):
+    """``Authorization: Key <key>``, fal's API auth (``fal_client/auth.py``)."""
 
-    def __init__(self, key: SecretStr | None) -> None:
-        self._key = key
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Attach the header (when a key is configured) and send the request."""
-        if self._key is not None:
-            request.headers["Authorization"] = f"Key {self._key.get_secret_value()}"
-        yield request
-
-    def __repr__(self) -> str:
-        return "KeyAuth(key='**********')" if self._key is not None else "KeyAuth(key=None)"
+    scheme = "Key"
 
 
 def check_spec(spec: GenerationSpec) -> list[str]:

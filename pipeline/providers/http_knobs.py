@@ -7,12 +7,12 @@ key and URLs; :func:`retrying` runs a call under stamina with those knobs, and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from typing import ClassVar, TypeVar
 
 import httpx
 import stamina
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from pipeline.providers import retry
@@ -20,6 +20,26 @@ from pipeline.providers.download import DownloadPolicy
 from pipeline.providers.settings import MAX_DOWNLOAD_BYTES
 
 T = TypeVar("T")
+
+
+class SecretAuth(httpx.Auth):
+    """``Authorization: <scheme> <secret>`` added per API request (never a client-wide header,
+    which would reach the CDN); the secret stays a SecretStr and never shows in a repr."""
+
+    scheme: ClassVar[str]
+
+    def __init__(self, secret: SecretStr | None) -> None:
+        self._secret = secret
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Attach the header (when a secret is configured) and send the request."""
+        if self._secret is not None:
+            request.headers["Authorization"] = f"{self.scheme} {self._secret.get_secret_value()}"
+        yield request
+
+    def __repr__(self) -> str:
+        shown = "'**********'" if self._secret is not None else "None"
+        return f"{type(self).__name__}(secret={shown})"
 
 
 class HttpKnobs(BaseSettings):

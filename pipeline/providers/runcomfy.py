@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import httpx
 import stamina
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from pipeline.errors import (
     ConfigError,
@@ -59,6 +59,7 @@ from pipeline.providers.base import (
     normalise_status,
 )
 from pipeline.providers.download import DownloadPolicy, download_clip
+from pipeline.providers.http_knobs import SecretAuth
 from pipeline.providers.retry import (
     INITIAL_DELAY_S,
     JITTER_S,
@@ -96,20 +97,10 @@ USER_AGENT: Final = f"klingflow/{_version()}"
 API_HEADERS: Final = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
 
-class BearerAuth(httpx.Auth):
-    """``Authorization: Bearer <token>`` added per request; the token stays a SecretStr."""
+class BearerAuth(SecretAuth):
+    """``Authorization: Bearer <token>``, RunComfy's API auth."""
 
-    def __init__(self, token: SecretStr | None) -> None:
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Attach the header (when a token is configured) and send the request."""
-        if self._token is not None:
-            request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
-        yield request
-
-    def __repr__(self) -> str:
-        return "BearerAuth(token='**********')" if self._token is not None else "BearerAuth(token=None)"
+    scheme = "Bearer"
 
 
 def build_request_body(
