@@ -13,6 +13,7 @@ import contextlib
 import errno
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +40,7 @@ from pipeline.providers.selection import choose_provider
 from pipeline.render import progress
 from pipeline.render.engine import JobResult
 from pipeline.render.entry import Launch, PreparedRun, open_prepared, prepare_run, resolve_run_id
+from pipeline.render.headstart import HeadStart
 from pipeline.render.limits import Limits, LocalLimits
 from pipeline.render.masters import MasterOutcome
 from pipeline.render.progress import RunHooks, RunOutcome, fan_out
@@ -113,8 +115,9 @@ async def render(
     # Prefect has just put its own SIGTERM handler in place of the command line's: take it back,
     # so that SIGTERM stops the run as Ctrl-C does (a no-op when nobody registered one).
     reclaim_stop_signals()
+    head: HeadStart | None = None
     if launch is not None:
-        prepared, all_settings, hooks = launch.prepared, launch.settings, launch.hooks
+        prepared, all_settings, hooks, head = launch.prepared, launch.settings, launch.hooks, launch.head
     else:
         prepared = prepare_run(script, run_id, provider=provider)
         scheduled = None if run_id else await _scheduled_run_id(prepared)
@@ -129,6 +132,11 @@ async def render(
         provider or prepared.loaded.script.provider, all_settings.provider, rehearse=rehearse
     ).value
     stages.log_plan(plan, run, provider_name, rehearse=rehearse)
+    if head is not None:
+        # Opened and started by `klingflow run` while Prefect's temporary server booted
+        # (pipeline.render.headstart), with the local limits any ephemeral run has: the flow
+        # attaches to it, and its later jobs and stages become this flow run's task runs.
+        return await _guarded(_render(prepared, all_settings, hooks, head=head), settings.runs_dir / run)
     local = LocalLimits(settings.max_in_flight, settings.submit_rate_per_s, settings.submit_burst)
     # Global limits live on the API server: with a configured server they hold across runs and
     # workers. Prefect's ephemeral mode has no one to share them with, and a lease orphaned by a
@@ -137,13 +145,21 @@ async def render(
     limits = SubmitGate(
         PrefectLimits(local, *await ensure_limits(provider_name, settings)) if shared else local
     )
-    try:
+
+    async def locked() -> RunOutcome:
         async with run_lock(run) if shared else contextlib.nullcontext():
-            return await _render(
-                prepared, all_settings, hooks, provider, limits, approve, resubmit_unknown, rehearse
-            )
+            opening = _Opening(provider, limits, approve, resubmit_unknown, rehearse)
+            return await _render(prepared, all_settings, hooks, opening=opening)
+
+    return await _guarded(locked(), settings.runs_dir / run)
+
+
+async def _guarded(work: Awaitable[RunOutcome], run_dir: Path) -> RunOutcome:
+    """``work``, with a full disk met anywhere in it said as DiskFull (exit 73)."""
+    try:
+        return await work
     except Exception as exc:
-        full = _disk_full(exc, settings.runs_dir / run)
+        full = _disk_full(exc, run_dir)
         if full is None:
             raise
         raise full from exc
@@ -185,17 +201,27 @@ def _disk_full(exc: BaseException, run_dir: Path) -> DiskFull | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Opening:
+    """How the flow opens a run itself (none of it when it attaches to a head start)."""
+
+    provider: str | None
+    limits: Limits
+    approve: list[str] | None
+    resubmit_unknown: bool
+    rehearse: bool
+
+
 async def _render(
     prepared: PreparedRun,
     settings: Settings,
     hooks: RunHooks,
-    provider: str | None,
-    limits: Limits,
-    approve: list[str] | None,
-    resubmit_unknown: bool,
-    rehearse: bool = False,
+    *,
+    opening: _Opening | None = None,
+    head: HeadStart | None = None,
 ) -> RunOutcome:
-    """The run itself, once its limits (and, on a server, its run lock) are held."""
+    """The run itself, once its limits (and, on a server, its run lock) are held: opened here
+    (``opening``), or started before the flow run existed (``head``)."""
     run, plan = prepared.run_id, prepared.plan
     bar = await acreate_progress_artifact(
         0.0, key=artifacts.key(plan.script, "render-progress"), description=f"run {run}"
@@ -220,7 +246,7 @@ async def _render(
     choose = choice.ui_chooser(plan.script, run, plan.variants, hooks.on_waiting)
     # Every job and every stage a Prefect task run, logged; a person chooses finals in the UI,
     # where there is one.
-    hooks = hooks.adding(
+    flow_hooks = RunHooks(
         on_event=fan_out(count_done, stages.log_event),
         on_stage=stages.log_stage,
         on_spend=stages.log_spend,
@@ -228,17 +254,21 @@ async def _render(
         choose=choose_and_publish if server_configured() else None,
         run_stage=stages.run_stage,
     )
-    async with open_prepared(
-        prepared,
-        settings,
-        hooks=hooks,
-        provider=provider,
-        limits=limits,
-        approve=approve,
-        resubmit_unknown=resubmit_unknown,
-        rehearse=rehearse,
-    ) as session:
-        result = await session.run.execute()
+    if head is not None:
+        result = await head.attach(flow_hooks)
+    else:
+        assert opening is not None
+        async with open_prepared(
+            prepared,
+            settings,
+            hooks=hooks.merged(flow_hooks),
+            provider=opening.provider,
+            limits=opening.limits,
+            approve=opening.approve,
+            resubmit_unknown=opening.resubmit_unknown,
+            rehearse=opening.rehearse,
+        ) as session:
+            result = await session.run.execute()
 
     await asyncio.gather(*updates)
     await aupdate_progress_artifact(bar, 100.0, description=f"run {run}: finished")

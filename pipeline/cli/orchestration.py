@@ -228,7 +228,7 @@ def start_early_server() -> EarlyServer | None:
     not (a server is configured) or cannot be started this way (Prefect already imported, e.g.
     under tests: its settings are read). It stops at exit; :func:`release_early_server` gives the
     environment back."""
-    if "prefect" in sys.modules or _server_may_be_configured():
+    if "prefect" in sys.modules or server_may_be_configured():
         return None
     spec = importlib.util.find_spec("prefect")
     if spec is None or spec.origin is None:
@@ -273,7 +273,7 @@ def _free_port() -> int:
         return port
 
 
-def _server_may_be_configured() -> bool:
+def server_may_be_configured() -> bool:
     """Whether Prefect may find a server URL anywhere it reads settings from: the environment,
     the profiles file, ``prefect.toml``, ``.env`` or ``pyproject.toml`` here. Any doubt leaves
     the start to Prefect, as before."""

@@ -19,19 +19,32 @@ import typer
 from rich.console import Console
 
 from pipeline.cli import run_view
-from pipeline.cli.orchestration import orchestration, release_early_server, start_early_server
+from pipeline.cli.orchestration import (
+    EarlyServer,
+    Orchestration,
+    orchestration,
+    release_early_server,
+    server_may_be_configured,
+    start_early_server,
+)
 from pipeline.cli.provider_cmds import ProviderChoice
 from pipeline.errors import ConfigError, InputNotFound, RunIncomplete
 from pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from pipeline.render.progress import RunOutcome
+    from pipeline.render.entry import PreparedRun
+    from pipeline.render.headstart import HeadStart
+    from pipeline.render.progress import RunHooks, RunOutcome
     from pipeline.render.session import RunSession
     from pipeline.render.settings import RunSettings
 
 # The run's own modules (engine, job store on SQLAlchemy, providers) are imported where they are
 # used: every command imports this module, and `validate` and `plan` need none of them
 # (tests/pipeline/cli/test_imports.py).
+
+#: How long Prefect's import waits for a started run's first submit before it goes ahead anyway
+#: (a run may spend seconds uploading images or waiting for its turn to submit).
+FIRST_SUBMIT_WAIT_S = 2.0
 
 _err = Console(stderr=True, highlight=False)
 _out = Console(highlight=False)
@@ -149,16 +162,12 @@ def register(app: typer.Typer) -> None:
         ).value
         approved = [a.strip() for a in approve.split(",") if a.strip()] if approve else None
         prefect_env(verbose)
-        flows = orchestration()
-        if server is not None:
-            server.wait_ready()
+        # Prefect's ephemeral mode (no server configured anywhere): the run starts now, while the
+        # server boots, and the flow attaches to it (pipeline.render.headstart). With a server,
+        # its global limits and run lock come first, so the flow opens the run as before.
+        ephemeral = server is not None or not server_may_be_configured()  # (ours sets PREFECT_API_URL)
+        early = settings.run.global_limits is not True and ephemeral
         from pipeline.processes import forget_stop_signals, handle_stop_signals
-
-        if not verbose:
-            # Prefect logs a failed task or flow run with its traceback; the run's own report and
-            # the error klingflow prints (with its exit code) say it already, without one. Kept
-            # off the terminal only: the server's Logs tab gets them.
-            run_view.keep_run_logs_off_the_terminal()
 
         view = run_view.RunProgress(_err, list(plan.requests), plan.budget.limit)
         sessions: list[RunSession] = []
@@ -173,9 +182,24 @@ def register(app: typer.Typer) -> None:
         )
 
         async def render_until_interrupted() -> RunOutcome:
-            flow = asyncio.ensure_future(
-                flows.render(
-                    Launch(prepared, settings, hooks),
+            # SIGINT and SIGTERM alike, from the first submit on (the flow takes SIGTERM back
+            # from Prefect as it starts).
+            handle_stop_signals(Stopper(sessions, settings.run, rid))
+            head = (
+                _head_start(prepared, settings, hooks, provider, approved, resubmit_unknown, rehearse)
+                if early
+                else None
+            )
+            try:
+                if head is not None:
+                    # Prefect's import (~2 s of CPU, holding the GIL) waits for the run's first
+                    # submit, which it would slow down by half on a 2-core machine; its server
+                    # boots meanwhile in its own process.
+                    await head.under_way(FIRST_SUBMIT_WAIT_S)
+                # Off the event loop, which follows the requests meanwhile.
+                flows = await asyncio.to_thread(_orchestration_ready, server, verbose)
+                return await flows.render(
+                    Launch(prepared, settings, hooks, head),
                     script=str(Path(script)),
                     provider=provider,
                     max_in_flight=max_in_flight,
@@ -183,11 +207,10 @@ def register(app: typer.Typer) -> None:
                     resubmit_unknown=resubmit_unknown,
                     rehearse=rehearse,
                 )
-            )
-            # SIGINT and SIGTERM alike (the flow takes SIGTERM back from Prefect as it starts).
-            handle_stop_signals(Stopper(sessions, settings.run, rid))
-            try:
-                return await flow
+            except BaseException:
+                if head is not None and not head.relay.attached:
+                    await _abandon(head, settings, rid)
+                raise
             finally:
                 forget_stop_signals()
 
@@ -233,6 +256,65 @@ def register(app: typer.Typer) -> None:
         if not keep_requests:
             asyncio.run(_cancel(settings, run, provider, process_stopped=stopped))
         _set_status(settings.run, run, "cancelled")
+
+
+def _orchestration_ready(server: EarlyServer | None, verbose: bool) -> Orchestration:
+    """The flows, imported, and Prefect's temporary server answering (StackError, exit 69, if
+    either cannot be had)."""
+    flows = orchestration()
+    if server is not None:
+        server.wait_ready()
+    if not verbose:
+        # Prefect logs a failed task or flow run with its traceback; the run's own report and the
+        # error klingflow prints (with its exit code) say it already, without one. Kept off the
+        # terminal only: the server's Logs tab gets them.
+        run_view.keep_run_logs_off_the_terminal()
+    return flows
+
+
+def _head_start(
+    prepared: PreparedRun,
+    settings: Settings,
+    hooks: RunHooks,
+    provider: str | None,
+    approve: list[str] | None,
+    resubmit_unknown: bool,
+    rehearse: bool,
+) -> HeadStart:
+    """The run opened and started now, with the limits an ephemeral flow run gives it."""
+    from pipeline.render.headstart import HeadStart
+    from pipeline.render.limits import LocalLimits
+    from pipeline.render.runlock import SubmitGate
+
+    run = settings.run
+    limits = SubmitGate(LocalLimits(run.max_in_flight, run.submit_rate_per_s, run.submit_burst))
+    return HeadStart.begin(
+        prepared,
+        settings,
+        hooks,
+        limits=limits,
+        provider=provider,
+        approve=approve,
+        resubmit_unknown=resubmit_unknown,
+        rehearse=rehearse,
+    )
+
+
+async def _abandon(head: HeadStart, settings: Settings, run_id: str) -> None:
+    """Prefect did not come up under a started run: no new submit, what is queued cancelled,
+    the run marked interrupted, what may still be billed said (a rerun resumes it)."""
+    from pipeline.cli.stopping import INTERRUPT_GRACE_S, report_billing, wind_down
+
+    session = head.opened.result() if head.opened.done() and not head.opened.cancelled() else None
+    cancelled, billing = await wind_down(session, settings.run, run_id, "interrupted", INTERRUPT_GRACE_S)
+    await head.abandon()
+    if session is not None:
+        _err.print(
+            f"\nthe run stopped: {len(cancelled)} queued request(s) cancelled; run the same command "
+            f"again to resume run {run_id}",
+            soft_wrap=True,
+        )
+        report_billing(billing)
 
 
 def _server() -> bool:

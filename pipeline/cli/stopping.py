@@ -74,43 +74,64 @@ class Stopper:
 
     async def stop(self, grace: float) -> None:
         """Stop the run within ``grace`` seconds (see the class), then leave the process."""
-        from pipeline.render.runlock import SubmitGate, cancel_requested
+        from pipeline.render.runlock import cancel_requested
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
         request = cancel_requested(self.settings.runs_dir / self.run_id)
         session = self.sessions[-1] if self.sessions else None
-        cancelled: list[str] = []
-        if session is not None:
-            if isinstance(session.engine.limits, SubmitGate):
-                session.engine.limits.close()
-            if request is None or not request.keep_requests:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        _cancel_queued(session, cancelled), max(deadline - loop.time(), 0.1)
-                    )
+        keep = request is not None and request.keep_requests
         state = "cancelled" if request is not None else "interrupted"
-        billing: list[str] = []
-        with contextlib.suppress(TimeoutError, KlingflowError, OSError):
-            billing = await asyncio.wait_for(
-                asyncio.to_thread(_mark_stopped, self.settings, self.run_id, state),
-                max(deadline - loop.time(), 0.5),
-            )
-        how = "cancelled (klingflow cancel)" if request is not None else "interrupted"
-        kept = (
-            " (--keep-requests: left at the provider)"
-            if request is not None and request.keep_requests
-            else ""
+        cancelled, billing = await wind_down(
+            session, self.settings, self.run_id, state, grace, cancel_queued=not keep
         )
+        how = "cancelled (klingflow cancel)" if request is not None else "interrupted"
+        kept = " (--keep-requests: left at the provider)" if keep else ""
         _err.print(
             f"\n{how}: {len(cancelled)} queued request(s) cancelled{kept}; run the same command "
             f"again to resume run {self.run_id}"
         )
-        if billing:
-            _err.print(f"{len(billing)} request(s) were submitted and may still complete and be billed:")
-            for line in billing:
-                _err.print(f"  {line}")
+        report_billing(billing)
         _leave(EXIT_INTERRUPTED)
+
+
+async def wind_down(
+    session: RunSession | None,
+    settings: RunSettings,
+    run_id: str,
+    state: str,
+    grace: float,
+    *,
+    cancel_queued: bool = True,
+) -> tuple[list[str], list[str]]:
+    """Within ``grace`` seconds: no new submit (the run's :class:`SubmitGate` closes), the
+    requests still queued at the provider cancelled (unless not ``cancel_queued``), the run's
+    ``state`` written. Returns (the request ids cancelled, a line for each request that was
+    submitted and may still complete and be billed)."""
+    from pipeline.render.runlock import SubmitGate
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    cancelled: list[str] = []
+    if session is not None:
+        if isinstance(session.engine.limits, SubmitGate):
+            session.engine.limits.close()
+        if cancel_queued:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_cancel_queued(session, cancelled), max(deadline - loop.time(), 0.1))
+    billing: list[str] = []
+    with contextlib.suppress(TimeoutError, KlingflowError, OSError):
+        billing = await asyncio.wait_for(
+            asyncio.to_thread(_mark_stopped, settings, run_id, state),
+            max(deadline - loop.time(), 0.5),
+        )
+    return cancelled, billing
+
+
+def report_billing(billing: list[str]) -> None:
+    """Say which requests were submitted and may still complete and be billed (if any)."""
+    if billing:
+        _err.print(f"{len(billing)} request(s) were submitted and may still complete and be billed:")
+        for line in billing:
+            _err.print(f"  {line}")
 
 
 async def _cancel_queued(session: RunSession, cancelled: list[str]) -> None:

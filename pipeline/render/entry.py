@@ -23,6 +23,7 @@ from pipeline.script.loader import LoadedScript, load_script
 if TYPE_CHECKING:
     # Only for annotations: the engine, the job store (SQLAlchemy) and the providers load when a
     # run is opened, so that ``klingflow run`` reaches Prefect's server start sooner.
+    from pipeline.render.headstart import HeadStart
     from pipeline.render.limits import Limits
     from pipeline.render.progress import RunHooks
     from pipeline.render.session import RunSession
@@ -84,19 +85,25 @@ def prepare_run(
 
 class Launch:
     """What an in-process caller hands the flow beside its plain parameters: the prepared run,
-    the settings it loaded and the hooks to watch the run with.
+    the settings it loaded, the hooks to watch the run with and, when it started the run itself
+    before Prefect answered, that run.
 
     Deliberately not a dataclass nor a pydantic model: Prefect stores a flow run's parameters on
     its API, and an object it cannot encode is recorded as ``<Launch>`` and passed as it is
     (a dataclass would be deep-copied field by field on the way, callbacks and all).
     """
 
-    __slots__ = ("hooks", "prepared", "settings")
+    __slots__ = ("head", "hooks", "prepared", "settings")
 
-    def __init__(self, prepared: PreparedRun, settings: Settings, hooks: RunHooks) -> None:
+    def __init__(
+        self, prepared: PreparedRun, settings: Settings, hooks: RunHooks, head: HeadStart | None = None
+    ) -> None:
         self.prepared = prepared
         self.settings = settings
         self.hooks = hooks
+        #: The run already opened and started by the caller, for the flow to attach to
+        #: (:mod:`pipeline.render.headstart`); None: the flow opens it.
+        self.head = head
 
     def __repr__(self) -> str:
         return f"Launch(run_id={self.prepared.run_id!r})"

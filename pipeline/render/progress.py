@@ -70,6 +70,18 @@ class RunHooks:
             run_stage=self.run_stage or run_stage,
         )
 
+    def merged(self, more: RunHooks) -> RunHooks:
+        """These hooks with ``more``'s, as :meth:`adding` adds them (``on_start`` and
+        ``on_waiting`` are this one's)."""
+        return self.adding(
+            on_event=more.on_event,
+            on_stage=more.on_stage,
+            on_spend=more.on_spend,
+            wrap=more.wrap,
+            choose=more.choose,
+            run_stage=more.run_stage,
+        )
+
 
 _V = TypeVar("_V")
 

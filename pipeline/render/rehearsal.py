@@ -332,13 +332,15 @@ def remove_stale_rehearsals(temp_dir: str | Path | None = None) -> None:
 
 def rehearsal_key(script: Script, jobs: list[_Job]) -> str:
     """What a rehearsal's verdict depends on: the master configurations with their shortened
-    plans, the script's ``output`` and subtitles, klingflow's and ffmpeg's versions."""
+    plans, the script's ``output`` (but its archive) and subtitles, klingflow's and ffmpeg's
+    versions."""
     from pipeline.media.run import ffmpeg_version
 
     parts = [
         _klingflow_version(),
         ffmpeg_version(),
-        script.output.model_dump_json(),
+        # Where masters are archived changes nothing in how they are made.
+        script.output.model_dump_json(exclude={"archive"}),
         str(script.subtitles),
         *sorted(repr((job.config, job.short)) for job in jobs),
     ]

@@ -157,14 +157,17 @@ class RenderRun:
             )
             for r in candidates
         ]
-        await self.engine.provider.preflight(specs)
-        await asyncio.to_thread(
-            rehearse_masters,
-            self.loaded.script,
-            self.plan,
-            document=self.loaded.document,
-            # Beside the runs: a verdict that holds for any run of the same settings.
-            cache_dir=self.layout.root.parent / ".rehearsals",
+        # Both at once: the provider's checks are its API's, the rehearsal is ffmpeg's.
+        await asyncio.gather(
+            self.engine.provider.preflight(specs),
+            asyncio.to_thread(
+                rehearse_masters,
+                self.loaded.script,
+                self.plan,
+                document=self.loaded.document,
+                # Beside the runs: a verdict that holds for any run of the same settings.
+                cache_dir=self.layout.root.parent / ".rehearsals",
+            ),
         )
 
     async def execute(self) -> RunResult:

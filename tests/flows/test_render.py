@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -11,8 +12,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -207,3 +210,144 @@ def test_killed_run_resumes_and_pays_each_job_once(
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
+
+
+HEAD_START = """\
+version: 1
+name: head-start
+defaults: {audio: false}
+narratives:
+  - id: story
+    continuity: chain
+    shots:
+      - {duration: 10, action: "a boat leaves the harbour"}
+      - {duration: 10, action: "the boat crosses a storm"}
+      - {duration: 10, action: "a coastline appears"}
+variants: [{id: a}]
+budget: {limit_usd: 10.00, draft_tier: standard, finals: 0}
+output: {archive: ARCHIVE}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api", "prefect_at_info")
+def test_a_run_started_before_its_flow_run_is_attached_and_pays_each_job_once(
+    run_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # klingflow run in Prefect's ephemeral mode: the run starts as soon as it is planned, and the
+    # flow run attaches once Prefect answers (pipeline/render/headstart.py). Here the flow is
+    # only called after the first segment was submitted; a slow sandbox keeps the chain going.
+    from prefect import flow
+
+    from flows.render import render
+    from pipeline.providers.sandbox.config import SandboxConfig
+    from pipeline.providers.sandbox.server import run_sandbox
+    from pipeline.render.entry import Launch, prepare_run
+    from pipeline.render.headstart import HeadStart
+    from pipeline.render.limits import LocalLimits
+    from pipeline.render.progress import RunHooks
+    from pipeline.render.runlock import SubmitGate
+    from pipeline.settings import load_settings
+
+    from .conftest import logs_and_task_runs
+
+    caplog.set_level(logging.INFO, logger="prefect")
+    monkeypatch.delenv("KLINGFLOW_GLOBAL_LIMITS")  # ephemeral mode: local limits
+    script = run_env / "head-start.yaml"
+    script.write_text(HEAD_START.replace("ARCHIVE", str(run_env / "archive")))
+    with run_sandbox(SandboxConfig(latency_scale=0.1, render_scale=0.1, slots=4)) as slow:
+        monkeypatch.setenv("KLINGFLOW_SANDBOX_URL", slow.base_url)
+        prepared, settings = prepare_run(script, "head"), load_settings()
+        submitted: list[tuple[int, bool]] = []  # (segment, whether the flow had attached)
+        heads: list[HeadStart] = []
+
+        @flow
+        async def parent() -> Any:  # to know the render's flow run id: it is this flow's subflow
+            as_state: Any = render
+            launch = Launch(prepared, settings, hooks[0], heads[0])
+            state = await as_state(
+                script=str(script), run_id="head", provider="sandbox", launch=launch, return_state=True
+            )
+            return state.state_details.flow_run_id, await state.result()
+
+        async def scenario() -> Any:
+            first = asyncio.Event()
+
+            def on_event(event: str, request: Any, detail: str) -> None:
+                if event == "submitted":
+                    submitted.append((request.segment, heads[0].relay.attached))
+                    first.set()
+
+            hooks.append(RunHooks(on_event=on_event))
+            heads.append(
+                HeadStart.begin(
+                    prepared, settings, hooks[0], limits=SubmitGate(LocalLimits(4, 50, 8)), provider="sandbox"
+                )
+            )
+            await first.wait()
+            return await parent()
+
+        hooks: list[RunHooks] = []
+        flow_run_id, summary = asyncio.run(scenario())
+        ledger = slow.ledger()
+
+    assert summary.delivered, summary
+    assert submitted[0] == (0, False)
+    _, task_runs = asyncio.run(logs_and_task_runs(flow_run_id, wait_for=None))
+    # Jobs begun after the flow attached are its task runs; the one before is not, and its events
+    # were replayed into the flow run's logs (its run logger, in its context).
+    relayed = {f"draft-story-a-{segment}" for segment, attached in submitted if attached}
+    assert {name for name in task_runs if name.startswith("draft-")} == relayed
+    assert {"master-draft-story-a", "qc-draft", "selection", "report"} <= set(task_runs), task_runs
+    flow_logs = [
+        r.getMessage() for r in caplog.records if str(getattr(r, "flow_run_id", "")) == str(flow_run_id)
+    ]
+    assert "draft story/a segment 0: submitted" in "\n".join(flow_logs), flow_logs
+    # The money: one session, each segment bought and charged once, the summary the ledger's.
+    assert sorted(s for s, _ in submitted) == [0, 1, 2]
+    assert len(ledger) == 3 and all(e.charge_count == 1 for e in ledger)
+    assert summary.charged_usd == sum((e.cost_usd for e in ledger), Decimal(0))
+
+
+@pytest.mark.slow
+def test_klingflow_run_submits_before_prefect_answers_and_its_flow_run_has_the_logs(
+    tmp_path: Path, cli_prefect_home: Path
+) -> None:
+    # The command as a user runs it, in Prefect's ephemeral mode: the run starts while Prefect's
+    # temporary server boots; what it did before the flow run attached is in the flow run's
+    # logs on that server (its database in PREFECT_HOME), the later stages are its task runs.
+    script = tmp_path / "head-start.yaml"
+    script.write_text(HEAD_START.replace("ARCHIVE", str(tmp_path / "archive")))
+    env = {**os.environ, "KLINGFLOW_RUNS_DIR": str(tmp_path / "runs"), "PREFECT_HOME": str(cli_prefect_home)}
+    # PREFECT_LOGGING_LEVEL: the tests' conftest quiets Prefect; a user's run logs at INFO.
+    for name in (
+        "PREFECT_API_URL",
+        "PREFECT_LOGGING_LEVEL",
+        "KLINGFLOW_SANDBOX_URL",
+        "KLINGFLOW_GLOBAL_LIMITS",
+    ):
+        env.pop(name, None)
+    env.pop("RUNCOMFY_TOKEN", None)
+    env["KLINGFLOW_SANDBOX_LATENCY_SCALE"] = "0.02"
+    done = subprocess.run(
+        run_command(script, "cli-head"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    with sqlite3.connect(tmp_path / "runs" / "cli-head" / "jobs.db") as conn:
+        first_submit = min(r[0] for r in conn.execute("select created_at from requests"))
+    with sqlite3.connect(cli_prefect_home / "prefect.db") as conn:
+        ((flow_run, created),) = conn.execute(
+            "select id, created from flow_run where name = 'cli-head'"
+        ).fetchall()
+    # The first request went out before Prefect's server had even created the flow run.
+    assert first_submit < datetime.fromisoformat(created).replace(tzinfo=UTC).timestamp(), (
+        first_submit,
+        created,
+    )
+    with sqlite3.connect(cli_prefect_home / "prefect.db") as conn:
+        logs = [r[0] for r in conn.execute("select message from log where flow_run_id = ?", (flow_run,))]
+        tasks = {r[0] for r in conn.execute("select name from task_run where flow_run_id = ?", (flow_run,))}
+    text = "\n".join(logs)
+    for expected in ("draft story/a segment 0: submitted", "stage: draft", "run cli-head delivered"):
+        assert expected in text, (expected, text[-3000:])
+    assert {"qc-draft", "selection", "report"} <= tasks, tasks

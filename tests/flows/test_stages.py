@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from flows.stages import STAGE_TASKS, log_event, run_stage
 
 from ..pipeline.render.conftest import write_story
+from .conftest import logs_and_task_runs
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
@@ -38,35 +38,6 @@ def test_outside_a_flow_a_stage_is_its_work(caplog: pytest.LogCaptureFixture) ->
     assert record.levelno == logging.WARNING and "failed (HTTP 500)" in record.getMessage()
 
 
-async def _logs_and_task_runs(flow_run_id: Any) -> tuple[list[str], list[str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
-
-    async with get_client() as client:
-        messages: list[str] = []
-        for _ in range(100):  # the API handler sends logs in batches, in the background
-            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            messages = [log.message for log in logs]
-            if any("delivered" in m for m in messages):
-                break
-            await asyncio.sleep(0.2)
-        task_runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    return messages, [t.name for t in task_runs]
-
-
-@pytest.fixture
-def prefect_at_info() -> Iterator[None]:
-    """Prefect's loggers at INFO, as ``klingflow run`` leaves them (the tests' conftest quiets
-    them with PREFECT_LOGGING_LEVEL=WARNING)."""
-    logger = logging.getLogger("prefect")
-    before = logger.level
-    logger.setLevel(logging.INFO)
-    yield
-    logger.setLevel(before)
-
-
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_api", "prefect_at_info")
 def test_the_flow_run_has_a_task_run_per_stage_and_logs_at_info(run_env: Path) -> None:
@@ -88,7 +59,7 @@ def test_the_flow_run_has_a_task_run_per_stage_and_logs_at_info(run_env: Path) -
 
     flow_run_id, summary = asyncio.run(parent())
     assert summary.delivered, summary
-    messages, task_runs = asyncio.run(_logs_and_task_runs(flow_run_id))
+    messages, task_runs = asyncio.run(logs_and_task_runs(flow_run_id))
     kinds = {name.split("-")[0] for name in task_runs}
     assert {"draft", "final", "master", "qc", "selection", "archive", "report"} <= kinds, task_runs
     assert sum(name.startswith("master-") for name in task_runs) == 2  # the draft and the final master

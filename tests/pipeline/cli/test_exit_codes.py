@@ -256,6 +256,43 @@ def test_prefect_server_that_does_not_answer_is_69(tmp_path: Path, prefect_home:
     assert "did not answer" in done.stderr
 
 
+@pytest.mark.slow
+def test_prefect_failing_under_a_started_run_is_69_and_a_rerun_pays_nothing_twice(
+    tmp_path: Path, prefect_home: Path
+) -> None:
+    """``klingflow run`` submits while Prefect's temporary server boots
+    (pipeline/render/headstart.py); when that server then fails to start, the run stops as on
+    Ctrl-C (no new submit, what is queued cancelled, what may bill listed) and exits 69, and
+    running it again once Prefect works finishes it, each request bought once."""
+    script = _tiny_script(tmp_path, variants=4, limit="5.00")
+    with sandbox(latency_scale=0.2, slots=2) as handle:
+        env = _env(
+            tmp_path,
+            prefect_home,
+            KLINGFLOW_SANDBOX_URL=handle.base_url,
+            KLINGFLOW_SANDBOX_LATENCY_SCALE="0.2",
+        )
+        # A database the server cannot open: it exits as it starts.
+        broken = {
+            **env,
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/x.db",
+        }
+        failed = klingflow(["run", str(script), "--provider", "sandbox", "--run-id", "p69"], broken, tmp_path)
+        first = handle.ledger()
+        again = klingflow(["run", str(script), "--provider", "sandbox", "--run-id", "p69"], env, tmp_path)
+        ledger = handle.ledger()
+    said = failed.stdout + failed.stderr
+    assert failed.returncode == 69, said[-3000:]
+    assert "Prefect's temporary API server exited" in said and "Traceback" not in said
+    assert "the run stopped:" in said and "run the same command again to resume run p69" in said
+    assert first, "the run submitted before Prefect answered"
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    charged = [e for e in ledger if e.charged]
+    assert len(charged) == 4 and all(e.charge_count <= 1 for e in ledger)
+    # Whatever the stopped run left queued was cancelled there, never billed.
+    assert all(e.status in ("cancelled", "canceled") for e in ledger if not e.charged)
+
+
 def test_lost_submit_answer_is_75(tmp_path: Path) -> None:
     """Every submit's connection drops after the request was created: unknown, maybe billed."""
     with sandbox(faults=FaultConfig(drop=1.0), token="t") as handle:

@@ -45,17 +45,17 @@ def no_server_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_server_named_anywhere_leaves_the_start_to_prefect(
     no_server_anywhere: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert not module._server_may_be_configured()
+    assert not module.server_may_be_configured()
     home = no_server_anywhere / "home"
     home.mkdir()
     (home / "profiles.toml").write_text('[profiles.local]\nPREFECT_API_URL = "http://h:4200/api"\n')
-    assert module._server_may_be_configured()
+    assert module.server_may_be_configured()
     (home / "profiles.toml").unlink()
     (no_server_anywhere / "pyproject.toml").write_text('[tool.prefect]\napi.url = "http://h:4200/api"\n')
-    assert module._server_may_be_configured()
+    assert module.server_may_be_configured()
     (no_server_anywhere / "pyproject.toml").unlink()
     monkeypatch.setenv("PREFECT_API_URL", "http://h:4200/api")
-    assert module._server_may_be_configured()
+    assert module.server_may_be_configured()
     assert module.start_early_server() is None
 
 

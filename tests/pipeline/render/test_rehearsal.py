@@ -118,14 +118,15 @@ CROSSFADE = TOO_LONG_FADE.replace("crossfade_seconds: 2.0", "crossfade_seconds: 
 def test_a_passed_rehearsal_is_not_stitched_again_until_a_setting_changes(tmp_path: Path) -> None:
     cache = tmp_path / "rehearsals"
 
-    def rehearse(seconds: str) -> int:
-        loaded = parse_script(
-            CROSSFADE.replace("SECONDS", seconds).encode(), file="f.yaml", base_dir=tmp_path
-        )
+    def rehearse(seconds: str, archive: str = "renders") -> int:
+        text = CROSSFADE.replace("SECONDS", seconds).replace("output:\n", f"output:\n  archive: {archive}\n")
+        loaded = parse_script(text.encode(), file="f.yaml", base_dir=tmp_path)
+        assert loaded.script.output.archive == archive
         return len(rehearse_masters(loaded.script, build_plan(loaded.script), cache_dir=cache))
 
     assert rehearse("0.5") > 0  # stitched once, the verdict kept
     assert len(list(cache.iterdir())) == 1
     assert rehearse("0.5") == 0  # same settings: nothing stitched
+    assert rehearse("0.5", archive="s3://bucket/elsewhere") == 0  # where masters go changes nothing
     assert rehearse("1.0") > 0  # another crossfade: rehearsed again
     assert len(list(cache.iterdir())) == 2
