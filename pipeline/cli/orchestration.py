@@ -127,6 +127,8 @@ def orchestration() -> Orchestration:
 #: Set to the early server's API URL while it serves, beside ``PREFECT_API_URL``: the flows ask
 #: it to tell this temporary server from a configured one (``flows.limits.server_configured``).
 EARLY_SERVER_ENV = "KLINGFLOW_EPHEMERAL_API_URL"
+#: What a failed server's message says when it logged nothing (its logs are quiet unless asked).
+_NOTHING_SAID = "(nothing at its log level: run again with --verbose to see its logs)"
 #: Prefect's own health endpoint, polled this often while the server boots.
 _POLL_S = 0.05
 
@@ -183,7 +185,7 @@ class EarlyServer:
                     self.stop()
                     raise StackError(
                         f"Prefect's temporary API server exited with code {self.proc.returncode} "
-                        f"as it started; it said:\n{said or '(nothing)'}"
+                        f"as it started; it said:\n{said or _NOTHING_SAID}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(f"{self.api_url}/health").status_code == 200:
@@ -192,7 +194,8 @@ class EarlyServer:
         said = self.output_tail()
         self.stop()
         raise StackError(
-            f"Prefect's temporary API server did not answer within {timeout:.0f} s; it said:\n{said or '(nothing)'}"
+            f"Prefect's temporary API server did not answer within {timeout:.0f} s; it said:\n"
+            f"{said or _NOTHING_SAID}"
         )
 
     def stop(self) -> None:
