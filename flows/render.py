@@ -119,7 +119,7 @@ async def render(
     if launch is not None:
         prepared, all_settings, hooks, head = launch.prepared, launch.settings, launch.hooks, launch.head
     else:
-        prepared = prepare_run(script, run_id, provider=provider)
+        prepared = prepare_run(script, run_id, provider=provider, rehearse=rehearse)
         scheduled = None if run_id else await _scheduled_run_id(prepared)
         if scheduled is not None:
             prepared = PreparedRun(prepared.loaded, prepared.plan, resolve_run_id(prepared.loaded, scheduled))

@@ -151,9 +151,8 @@ def register(app: typer.Typer) -> None:
         from pipeline.render.entry import Launch, prepare_run
         from pipeline.render.progress import RunHooks
 
-        prepared = prepare_run(
-            script, run_id, provider=provider
-        )  # BudgetError (exit 3) before anything is bought
+        # BudgetError (exit 3) before anything is bought.
+        prepared = prepare_run(script, run_id, provider=provider, rehearse=rehearse)
         plan, rid = prepared.plan, prepared.run_id
         settings = load_settings(run={"max_in_flight": max_in_flight})
         # Who renders and bills, said up front (the flow decides the same way).

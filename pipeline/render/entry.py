@@ -66,11 +66,13 @@ def prepare_run(
     *,
     settings: Settings | None = None,
     provider: str | None = None,
+    rehearse: bool = False,
 ) -> PreparedRun:
     """Load ``script`` (a path or ``s3://`` URL), plan it and settle the run id.
 
-    The plan marks the requests the clip library already holds (``reuse``), and the budget
-    counts only what will be bought (``settings`` from the environment unless given).
+    The plan marks the requests the clip library already holds (``reuse``; for a ``rehearse``
+    run, those its earlier rehearsals made), and the budget counts only what will be bought
+    (``settings`` from the environment unless given).
     Raises InputError for a bad script, BudgetError when even the cheapest plan is over budget,
     ConfigError for a malformed ``run_id``.
     """
@@ -79,7 +81,7 @@ def prepare_run(
     from pipeline.render.library_plan import plan_with_library
 
     loaded = load_script(str(script))
-    plan = plan_with_library(loaded, settings, provider)
+    plan = plan_with_library(loaded, settings, provider, rehearse=rehearse)
     return PreparedRun(loaded, plan, resolve_run_id(loaded, run_id, plan.provider))
 
 

@@ -25,14 +25,15 @@ from pipeline.store.library import ClipLibrary, library_exists, library_url
 
 
 def provider_identity(requested: str | None, settings: ProviderSettings, *, rehearse: bool = False) -> str:
-    """The provider a request's identity names: the one that would render it (a rehearsal's
-    clips come from its sandbox). A choice that cannot be made yet names what was asked for."""
-    if rehearse:
-        return "sandbox"
+    """The provider a request's identity names: the one that would render it. A rehearsal's
+    clips are its own (``runcomfy-rehearsal``, …): never a real provider's, and never the plain
+    sandbox's either, which would spare the rehearsed provider's code path the very requests it
+    is run to exercise. A choice that cannot be made yet names what was asked for."""
     try:
-        return choose_provider(requested, settings).value
+        name = choose_provider(requested, settings, rehearse=rehearse).value
     except KlingflowError:
-        return requested or "runcomfy"
+        name = requested or "runcomfy"
+    return f"{name}-rehearsal" if rehearse else name
 
 
 @dataclass
@@ -52,7 +53,12 @@ class LibraryCheck:
 
 @contextlib.contextmanager
 def library_check(
-    loaded: LoadedScript, run: RunSettings, provider_settings: ProviderSettings, provider: str | None = None
+    loaded: LoadedScript,
+    run: RunSettings,
+    provider_settings: ProviderSettings,
+    provider: str | None = None,
+    *,
+    rehearse: bool = False,
 ) -> Iterator[PaidCheck | None]:
     """The library's answer for ``loaded``'s requests, None when there is no library yet (a plan
     never creates one: ``klingflow plan`` writes nothing)."""
@@ -62,7 +68,7 @@ def library_check(
         return
     library = ClipLibrary.open(url)
     try:
-        name = provider_identity(provider or loaded.script.provider, provider_settings)
+        name = provider_identity(provider or loaded.script.provider, provider_settings, rehearse=rehearse)
         yield LibraryCheck(library, name, base_dir_local(Path(loaded.base_dir).absolute()))
     finally:
         library.close()
@@ -70,7 +76,11 @@ def library_check(
 
 @contextlib.contextmanager
 def paid_for(
-    loaded: LoadedScript, settings: Settings | None = None, provider: str | None = None
+    loaded: LoadedScript,
+    settings: Settings | None = None,
+    provider: str | None = None,
+    *,
+    rehearse: bool = False,
 ) -> Iterator[PaidCheck | None]:
     """:func:`library_check` with settings from the environment unless given; None when they
     cannot be read (the run reports bad settings itself)."""
@@ -80,13 +90,18 @@ def paid_for(
         except KlingflowError:
             yield None
             return
-    with library_check(loaded, settings.run, settings.provider, provider) as paid:
+    with library_check(loaded, settings.run, settings.provider, provider, rehearse=rehearse) as paid:
         yield paid
 
 
 def plan_with_library(
-    loaded: LoadedScript, settings: Settings | None = None, provider: str | None = None
+    loaded: LoadedScript,
+    settings: Settings | None = None,
+    provider: str | None = None,
+    *,
+    rehearse: bool = False,
 ) -> RenderPlan:
-    """The plan of ``loaded`` with ``reuse`` marked from the clip library (see :func:`paid_for`)."""
-    with paid_for(loaded, settings, provider) as paid:
+    """The plan of ``loaded`` with ``reuse`` marked from the clip library (see :func:`paid_for`;
+    a rehearsal's from its own clips)."""
+    with paid_for(loaded, settings, provider, rehearse=rehearse) as paid:
         return build_plan(loaded.script, paid, provider=provider)

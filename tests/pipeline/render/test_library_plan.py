@@ -86,4 +86,6 @@ def test_the_identity_names_the_provider_that_would_render(tmp_path: Path) -> No
     assert provider_identity("sandbox", no_token) == "sandbox"
     assert provider_identity(None, no_token) == "sandbox"
     assert provider_identity("runcomfy", no_token) == "runcomfy"  # no token yet: what was asked
-    assert provider_identity("runcomfy", no_token, rehearse=True) == "sandbox"
+    # A rehearsal's clips are its own: neither a real provider's nor the plain sandbox's.
+    assert provider_identity("runcomfy", no_token, rehearse=True) == "runcomfy-rehearsal"
+    assert provider_identity("kling", no_token, rehearse=True) == "kling-rehearsal"

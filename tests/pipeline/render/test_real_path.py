@@ -38,6 +38,7 @@ from pipeline.planning.plan import build_plan
 from pipeline.providers import transport
 from pipeline.providers.rehearsal import free_port
 from pipeline.render.layout import RunLayout
+from pipeline.render.library_plan import plan_with_library
 from pipeline.render.session import open_run
 from pipeline.render.settings import RunSettings
 from pipeline.script.loader import load_script
@@ -331,6 +332,39 @@ def test_rehearse_runs_the_real_path_in_process(tmp_path: Path, monkeypatch: pyt
     # 4 chained segments of 10/12/8/10 s and the poster: 5 requests, each charged once.
     assert len(result.jobs) == 5
     assert sorted(e.charge_count for e in ledger) == [1] * 5
+
+
+@pytest.mark.slow
+def test_a_rehearsal_never_takes_the_sandboxs_clips_only_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the same script rendered on the sandbox, ``--rehearse`` still sends every request
+    through the rehearsed provider's code path (the clip library keeps rehearsals' clips apart);
+    a second rehearsal takes its own earlier clips."""
+    monkeypatch.delenv("RUNCOMFY_TOKEN", raising=False)
+    monkeypatch.setenv("RUNCOMFY_CONFIG_DIR", str(tmp_path / "no-config"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    script = _script(tmp_path, str(tmp_path / "archive"))
+    settings = RunSettings(runs_dir=tmp_path / "runs", sandbox_latency_scale=0.01, sandbox_render_scale=0.1)
+
+    async def render(run_id: str, provider: str, rehearse: bool) -> tuple[Any, int]:
+        loaded = load_script(script)
+        plan = plan_with_library(loaded, None, provider, rehearse=rehearse)
+        async with open_run(
+            loaded, plan, run_id=run_id, settings=settings, provider=provider, rehearse=rehearse
+        ) as session:
+            result = await session.run.execute()
+            sandbox = session.provider.sandbox
+            assert sandbox is not None
+            return result, len(sandbox.ledger())  # type: ignore[attr-defined]
+
+    monkeypatch.setenv("KLINGFLOW_RUNS_DIR", str(tmp_path / "runs"))
+    plain, _ = asyncio.run(render("plain", "sandbox", False))
+    assert plain.delivered and not any(j.reused for j in plain.jobs)
+    first, bought = asyncio.run(render("rehearsal-1", "runcomfy", True))
+    assert first.delivered and bought == 5 and not any(j.reused for j in first.jobs)
+    again, bought = asyncio.run(render("rehearsal-2", "runcomfy", True))
+    assert again.delivered and bought == 0 and all(j.reused for j in again.jobs)
 
 
 def test_a_price_the_provider_does_not_charge_stops_the_run_before_the_first_submit(
