@@ -61,6 +61,23 @@ def translate_httpx_error(
     return TransportError(f"{operation}: connection failed ({name})")
 
 
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    operation: str,
+    submit: bool = False,
+    **request: Any,
+) -> httpx.Response:
+    """One HTTP call of an adapter (``request``: httpx's keyword arguments); an httpx error is
+    raised as ours (:func:`translate_httpx_error`), whatever the status, the response returned."""
+    try:
+        return await client.request(method, url, **request)
+    except httpx.HTTPError as exc:
+        raise translate_httpx_error(exc, operation=operation, submit=submit) from exc
+
+
 def error_from_response(
     response: httpx.Response, *, operation: str, request_id: str | None = None
 ) -> ProviderError | None:

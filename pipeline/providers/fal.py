@@ -43,7 +43,7 @@ from pipeline.errors import (
 from pipeline.generation import ElementRef, GenerationSpec
 from pipeline.pricing import Tier
 from pipeline.providers import fal_wire
-from pipeline.providers.answers import parse_answer, translate_httpx_error
+from pipeline.providers.answers import parse_answer, send
 from pipeline.providers.base import (
     CallCounter,
     CancelOutcome,
@@ -208,12 +208,10 @@ class FalProvider:
         """One HTTP call; the JSON object answered (errors raised as ours)."""
         if request_id is not None:
             self.calls.add(request_id, kind)
-        try:
-            response = await self._client.request(
-                method, url, json=json, headers=API_HEADERS, auth=self._auth, timeout=self._timeout
-            )
-        except httpx.HTTPError as exc:
-            raise translate_httpx_error(exc, operation=operation, submit=submit) from exc
+        http = {"headers": API_HEADERS, "auth": self._auth, "timeout": self._timeout}
+        response = await send(
+            self._client, method, url, operation=operation, submit=submit, json=json, **http
+        )
         return _answer(response, operation=operation, request_id=request_id, submit=submit)
 
     def _request_url(self, request_id: str, suffix: str = "") -> str:

@@ -43,7 +43,7 @@ from pipeline.errors import (
 from pipeline.generation import ElementRef, GenerationSpec
 from pipeline.providers import kling_elements as ke
 from pipeline.providers import kling_wire as kw
-from pipeline.providers.answers import translate_httpx_error
+from pipeline.providers.answers import send
 from pipeline.providers.base import (
     CallCounter,
     CancelOutcome,
@@ -145,17 +145,11 @@ class KlingProvider:
         submit: bool = False,
     ) -> object:
         """One API call; the answer's ``data``. A lost submit answer raises SubmitOutcomeUnknown."""
-        try:
-            response = await self._client.request(
-                method,
-                f"{self.base_url}{path}",
-                json=json,
-                headers=API_HEADERS,
-                auth=self._auth,
-                timeout=self._timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise translate_httpx_error(exc, operation=operation, submit=submit) from exc
+        url = f"{self.base_url}{path}"
+        http = {"headers": API_HEADERS, "auth": self._auth, "timeout": self._timeout}
+        response = await send(
+            self._client, method, url, operation=operation, submit=submit, json=json, **http
+        )
         error = kw.error_of(response, operation=operation)
         if error is not None:
             if submit and isinstance(error, UpstreamError):

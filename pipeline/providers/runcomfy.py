@@ -46,6 +46,7 @@ from pipeline.providers.answers import (
     NOT_SENT_ERRORS,
     error_from_response,
     parse_answer,
+    send,
     translate_httpx_error,
 )
 from pipeline.providers.base import (
@@ -227,18 +228,11 @@ class RunComfyProvider:
     ) -> dict[str, Any]:
         if request_id is not None:
             self.calls.add(request_id, kind)
-        try:
-            response = await self._client.request(
-                method,
-                f"{self.base_url}{path}",
-                json=json,
-                params=params,
-                headers=API_HEADERS,
-                auth=self._auth,
-                timeout=self._timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise translate_httpx_error(exc, operation=operation, submit=submit) from exc
+        url = f"{self.base_url}{path}"
+        http = {"headers": API_HEADERS, "auth": self._auth, "timeout": self._timeout}
+        response = await send(
+            self._client, method, url, operation=operation, submit=submit, json=json, params=params, **http
+        )
         error = error_from_response(response, operation=operation, request_id=request_id)
         if error is not None:
             if submit and isinstance(error, UpstreamError):
